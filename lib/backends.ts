@@ -1,0 +1,39 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Broker } from './brokers/broker.js'
+import { MemoryBroker } from './brokers/memory-broker.js'
+import type { Registry } from './registries/registry.js'
+import { MemoryRegistry } from './registries/memory-registry.js'
+import { OptionsError, type BrokerOption, type RegistryOption } from './options.js'
+
+export interface Owned<T> {
+  value: T
+  /** Whether the hub created it, and so must close it. */
+  owned: boolean
+}
+
+/**
+ * Builds the broker the options name. Network backends are imported lazily so
+ * an in-memory hub never loads ioredis or kafkajs.
+ */
+export async function createBroker (option: BrokerOption, _log: FastifyBaseLogger): Promise<Owned<Broker | null>> {
+  switch (option.type) {
+    case 'memory':
+      // Without a shared bus there is nobody to talk to: skip the broker hop.
+      return { value: option.bus === undefined ? null : new MemoryBroker(option.bus), owned: true }
+    case 'custom':
+      return { value: option.broker, owned: false }
+    default:
+      throw new OptionsError(`fastify-ws-hub: option "broker.type" must be one of memory, redis, kafka, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)
+  }
+}
+
+export async function createRegistry (option: RegistryOption, _log: FastifyBaseLogger): Promise<Owned<Registry>> {
+  switch (option.type) {
+    case 'memory':
+      return { value: new MemoryRegistry(), owned: true }
+    case 'custom':
+      return { value: option.registry, owned: false }
+    default:
+      throw new OptionsError(`fastify-ws-hub: option "registry.type" must be one of memory, redis, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)
+  }
+}

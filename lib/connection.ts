@@ -1,0 +1,48 @@
+import type { WebSocket } from 'ws'
+
+/** The public view of a live connection, as listed by the REST API. */
+export interface ConnectionInfo {
+  id: string
+  ip: string
+  userId: string | null
+  topics: string[]
+  connectedAt: string
+  /** The hub instance that holds the socket. */
+  instanceId: string
+}
+
+/**
+ * One live socket. Kept deliberately small: a hub holds tens of thousands,
+ * so per-connection state is plain fields, not closures.
+ */
+export class Connection {
+  readonly id: string
+  readonly ip: string
+  readonly userId: string | null
+  readonly socket: WebSocket
+  readonly connectedAt: number
+  readonly topics = new Set<string>()
+  /** Cleared when a heartbeat ping goes out, set again by the pong. */
+  alive = true
+  /** Set once the hub has started closing it, so nothing more is written. */
+  closing = false
+
+  constructor (id: string, ip: string, userId: string | null, socket: WebSocket, connectedAt = Date.now()) {
+    this.id = id
+    this.ip = ip
+    this.userId = userId
+    this.socket = socket
+    this.connectedAt = connectedAt
+  }
+
+  info (instanceId: string): ConnectionInfo {
+    return {
+      id: this.id,
+      ip: this.ip,
+      userId: this.userId,
+      topics: [...this.topics],
+      connectedAt: new Date(this.connectedAt).toISOString(),
+      instanceId
+    }
+  }
+}

@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import websocket from '@fastify/websocket'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import { WebSocket } from 'ws'
+import { normalizeOptions, OptionsError, type WsHubOptions } from './options.js'
+import { ConnectionManager } from './connection-manager.js'
+import { MessageDispatcher } from './message-dispatcher.js'
+import { ProtocolHandler } from './protocol-handler.js'
+import { Heartbeat } from './heartbeat.js'
+import { registerWsRoute, type HandshakeCounters } from './ws-route.js'
+import { registerRestRoutes } from './rest-routes.js'
+import { createBroker, createRegistry } from './backends.js'
+import { CloseCodes } from './protocol.js'
+import type { Broker } from './brokers/broker.js'
+import type { Registry } from './registries/registry.js'
+
+export interface HubStats {
+  instanceId: string
+  connections: number
+  handshakes: HandshakeCounters
+  messagesIn: number
+  messagesOut: number
+  bytesOut: number
+  errorsSent: number
+  serviceErrors: number
+  slowConsumerCloses: number
+  deadSocketsRemoved: number
+  heartbeatTerminations: number
+  brokerPublishFailures: number
+  remoteEnvelopesIn: number
+  brokerState: 'none' | 'up' | 'down'
+}
+
+/** Hub-wide handles that are neither the manager nor the dispatcher. */
+export interface WsHub {
+  instanceId: string
+  heartbeat: Heartbeat
+  broker: Broker | null
+  registry: Registry
+  stats: () => HubStats
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    connectionManager: ConnectionManager
+    messageDispatcher: MessageDispatcher
+    wsHub: WsHub
+  }
+}
+
+const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions) => {
+  const options = normalizeOptions(rawOptions)
+  if (fastify.hasDecorator('websocketServer')) {
+    throw new OptionsError('fastify-ws-hub: @fastify/websocket is already registered; fastify-ws-hub registers it itself, so remove the other registration')
+  }
+  const instanceId = options.instanceId ?? randomUUID()
+  const log = fastify.log
+
+  const registry = await createRegistry(options.registry, log)
+  const broker = await createBroker(options.broker, log)
+  const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log })
+  const dispatcher = new MessageDispatcher({ instanceId, connections, registry: registry.value, broker: broker.value, log })
+  const protocol = new ProtocolHandler({ connections, dispatcher, service: options.service, echo: options.echo, log })
+  const heartbeat = new Heartbeat(connections, options.heartbeatInterval)
+  const handshakes: HandshakeCounters = { accepted: 0, rejectedIpLimit: 0, rejectedTotalLimit: 0, abortedBeforeUpgrade: 0 }
+
+  await fastify.register(websocket, {
+    options: { maxPayload: options.maxPayload, perMessageDeflate: false },
+    errorHandler: (error, _socket, request) => {
+      // ws has already closed the socket with the right code (1009, 1007, ...);
+      // terminating here would drop that close frame.
+      request.log.warn({ err: error }, 'ws-hub: socket error')
+    },
+    preClose: async () => {
+      heartbeat.stop()
+      await closeAll(fastify, options.closeTimeout)
+    }
+  })
+
+  const stats = (): HubStats => ({
+    instanceId,
+    connections: connections.count,
+    handshakes: { ...handshakes },
+    messagesIn: protocol.counters.messagesIn,
+    messagesOut: connections.counters.messagesOut,
+    bytesOut: connections.counters.bytesOut,
+    errorsSent: protocol.counters.errorsSent,
+    serviceErrors: protocol.counters.serviceErrors,
+    slowConsumerCloses: connections.counters.slowConsumerCloses,
+    deadSocketsRemoved: connections.counters.deadSocketsRemoved,
+    heartbeatTerminations: heartbeat.terminated,
+    brokerPublishFailures: dispatcher.counters.brokerPublishFailures,
+    remoteEnvelopesIn: dispatcher.counters.remoteEnvelopesIn,
+    brokerState: broker.value === null ? 'none' : broker.value.state()
+  })
+
+  fastify.decorate('connectionManager', connections)
+  fastify.decorate('messageDispatcher', dispatcher)
+  fastify.decorate('wsHub', { instanceId, heartbeat, broker: broker.value, registry: registry.value, stats })
+
+  registerWsRoute(fastify, { options, connections, dispatcher, protocol, registry: registry.value, counters: handshakes })
+  if (options.rest !== false) {
+    await registerRestRoutes(fastify, { prefix: options.rest.prefix, auth: options.rest.auth, connections, dispatcher, registry: registry.value })
+  }
+
+  // Brokers close after the sockets (those go in preClose), in the reverse
+  // order they were opened; what the user passed in is left open.
+  fastify.addHook('onClose', async () => {
+    if (broker.value !== null && broker.owned) await broker.value.close()
+    await registry.value.leave(instanceId)
+    if (registry.owned) await registry.value.close()
+  })
+
+  await registry.value.join(instanceId)
+  if (broker.value !== null) {
+    await broker.value.start(instanceId, (envelope) => dispatcher.receive(envelope))
+  }
+  heartbeat.start()
+}
+
+/**
+ * Sends 1001 to every client and waits for their close frames, but never
+ * longer than `closeTimeout`: a client that does not answer is terminated
+ * so `fastify.close()` cannot hang.
+ */
+async function closeAll (fastify: FastifyInstance, closeTimeout: number): Promise<void> {
+  const server = fastify.websocketServer
+  const connections = fastify.connectionManager
+  const pending: Array<Promise<void>> = []
+  for (const socket of server.clients) {
+    if (socket.readyState !== WebSocket.CLOSED) pending.push(new Promise((resolve) => socket.once('close', () => resolve())))
+  }
+  for (const connection of connections.all()) connections.close(connection, CloseCodes.goingAway, 'server shutting down')
+  // Sockets upgraded but not yet registered (a hook still running).
+  for (const socket of server.clients) {
+    if (socket.readyState === WebSocket.OPEN) socket.close(CloseCodes.goingAway, 'server shutting down')
+  }
+  if (pending.length > 0) {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, closeTimeout) })
+    await Promise.race([Promise.all(pending), timeout])
+    clearTimeout(timer)
+    for (const socket of server.clients) socket.terminate()
+  }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+}
+
+export const wsHub = fp(wsHubPlugin, { fastify: '5.x', name: 'fastify-ws-hub' })
+export default wsHub
+
+export { normalizeOptions, OptionsError, DEFAULTS } from './options.js'
+export type { WsHubOptions, NormalizedOptions, BrokerOption, RegistryOption, RestAuth } from './options.js'
+export { ConnectionManager } from './connection-manager.js'
+export { MessageDispatcher, type DeliveryReport } from './message-dispatcher.js'
+export { Connection, type ConnectionInfo } from './connection.js'
+export { HubProtocolError, type HubService, type ServiceContext, type DisconnectInfo } from './service.js'
+export { CloseCodes, ErrorCodes, ServerFrames, BuiltInClientFrames } from './protocol.js'
+export type { ServerFrame, ClientFrame, OutgoingFrame } from './protocol.js'
+export type { Broker, EnvelopeHandler, BrokerState, PublishOptions } from './brokers/broker.js'
+export { MemoryBroker, MemoryBus } from './brokers/memory-broker.js'
+export type { Registry, Limits, ReserveResult } from './registries/registry.js'
+export { MemoryRegistry } from './registries/memory-registry.js'
+export type { Envelope, Target } from './envelope.js'
+export { normalizeIp } from './ip.js'

@@ -1,0 +1,154 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ConnectionManager } from './connection-manager.js'
+import type { Connection } from './connection.js'
+import type { Broker } from './brokers/broker.js'
+import type { Registry } from './registries/registry.js'
+import type { Envelope, Target } from './envelope.js'
+import type { OutgoingFrame } from './protocol.js'
+import { frameText } from './frame.js'
+
+export interface DeliveryReport {
+  /** Clients of this instance that were written to. */
+  recipients: number
+  /**
+   * Other instances the message was handed to through the broker. Their
+   * client counts are not awaited: cross-instance delivery is at most once.
+   */
+  remoteInstances: number
+}
+
+export interface DispatchOptions {
+  /** A local client that should not receive this frame. */
+  exclude?: Connection
+}
+
+export interface DispatcherCounters {
+  brokerPublishFailures: number
+  remoteEnvelopesIn: number
+  invalidEnvelopes: number
+}
+
+export interface MessageDispatcherOptions {
+  instanceId: string
+  connections: ConnectionManager
+  registry: Registry
+  broker: Broker | null
+  log: FastifyBaseLogger
+}
+
+/**
+ * The one path every outgoing message takes: serialize once, write to the
+ * local recipients, then hand the same text to the broker for the other
+ * instances. Local delivery never waits on the broker.
+ */
+export class MessageDispatcher {
+  readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0, invalidEnvelopes: 0 }
+  readonly #instanceId: string
+  readonly #connections: ConnectionManager
+  readonly #registry: Registry
+  readonly #broker: Broker | null
+  readonly #log: FastifyBaseLogger
+
+  constructor (options: MessageDispatcherOptions) {
+    this.#instanceId = options.instanceId
+    this.#connections = options.connections
+    this.#registry = options.registry
+    this.#broker = options.broker
+    this.#log = options.log
+  }
+
+  /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
+  broadcast (message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'all' }, { type: 'server-broadcast', message })
+  }
+
+  /** `{"type":"direct","from":"server","message":...}` to one client, wherever it is connected. */
+  sendTo (clientId: string, message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'client', id: clientId }, { type: 'direct', from: 'server', message })
+  }
+
+  /** `{"type":"direct","from":"server","user":...,"message":...}` to every connection of a user. */
+  sendToUser (userId: string, message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'user', userId }, { type: 'direct', from: 'server', user: userId, message })
+  }
+
+  /** `{"type":"publish","topic":...,"from":"server","message":...}` to the topic's subscribers. */
+  publish (topic: string, message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'topic', topic }, { type: 'publish', topic, from: 'server', message })
+  }
+
+  /**
+   * Sends any frame to a target. For a client or user target, the report's
+   * `recipients` is 0 and `remoteInstances` 0 when no instance holds it.
+   */
+  async send (target: Target, frame: OutgoingFrame, options: DispatchOptions = {}): Promise<DeliveryReport> {
+    const text = frameText(frame)
+    const recipients = this.deliverLocal(target, Buffer.from(text), options.exclude)
+    if (this.#broker === null) return { recipients, remoteInstances: 0 }
+
+    const envelope: Envelope = { origin: this.#instanceId, target, frame: text }
+    if (target.kind === 'client') {
+      if (recipients > 0) return { recipients, remoteInstances: 0 }
+      const holder = await this.#registry.locate(target.id)
+      if (holder === null || holder === this.#instanceId) return { recipients, remoteInstances: 0 }
+      await this.#publish(envelope, [holder])
+      return { recipients, remoteInstances: 1 }
+    }
+    if (target.kind === 'user') {
+      const holders = (await this.#registry.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
+      if (holders.length === 0) return { recipients, remoteInstances: 0 }
+      await this.#publish(envelope, holders)
+      return { recipients, remoteInstances: holders.length }
+    }
+    await this.#publish(envelope, undefined)
+    const others = (await this.#registry.instances()).filter((id) => id !== this.#instanceId)
+    return { recipients, remoteInstances: others.length }
+  }
+
+  /** Called by the broker for envelopes from other instances. */
+  receive (envelope: Envelope): void {
+    this.counters.remoteEnvelopesIn++
+    if (envelope.origin === this.#instanceId) return
+    this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
+  }
+
+  /** Writes already-serialized bytes to this instance's clients in the target. */
+  deliverLocal (target: Target, data: Buffer, exclude: Connection | undefined): number {
+    const connections = this.#connections
+    switch (target.kind) {
+      case 'client': {
+        const connection = connections.get(target.id)
+        return connection !== undefined && connection !== exclude && connections.write(connection, data) ? 1 : 0
+      }
+      case 'user':
+        return writeAll(connections, connections.byUser(target.userId), data, exclude)
+      case 'topic':
+        return writeAll(connections, connections.subscribers(target.topic), data, exclude)
+      case 'all':
+        return writeAll(connections, connections.all(), data, exclude)
+    }
+  }
+
+  async #publish (envelope: Envelope, instances: string[] | undefined): Promise<void> {
+    const broker = this.#broker
+    if (broker === null) return
+    try {
+      await broker.publish(envelope, instances === undefined ? {} : { instances })
+    } catch (err) {
+      // Remote delivery is at most once: the local clients already have it,
+      // so a broker failure is counted and logged, not thrown at the sender.
+      this.counters.brokerPublishFailures++
+      this.#log.error({ err, target: envelope.target }, 'ws-hub: broker publish failed; message not delivered to other instances')
+    }
+  }
+}
+
+function writeAll (connections: ConnectionManager, targets: Iterable<Connection>, data: Buffer, exclude: Connection | undefined): number {
+  let recipients = 0
+  // A write may remove a dead or slow connection from the set being walked;
+  // Set and Map iteration is defined to tolerate that, so no copy is made.
+  for (const connection of targets) {
+    if (connection !== exclude && connections.write(connection, data)) recipients++
+  }
+  return recipients
+}

@@ -1,0 +1,153 @@
+/**
+ * The wire protocol: JSON text frames. These TypeBox schemas validate what
+ * clients send, type the server code, and are the protocol's documentation.
+ */
+import { Type, type Static, type TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+
+export const MAX_TOPIC_LENGTH = 200
+export const MAX_ID_LENGTH = 128
+
+/** A correlation id the client may attach; the server echoes it in `ack` or `error`. */
+export const MessageId = Type.Union([
+  Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH }),
+  Type.Number()
+])
+export const Topic = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH, pattern: '^\\S+$' })
+export const ClientId = Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH })
+/** Any JSON value. */
+export const Payload = Type.Unknown()
+
+// ---- client -> server ----
+
+export const BroadcastFrameSchema = Type.Object({
+  type: Type.Literal('broadcast'),
+  message: Payload,
+  id: Type.Optional(MessageId)
+})
+export const DirectFrameSchema = Type.Object({
+  type: Type.Literal('direct'),
+  target: ClientId,
+  message: Payload,
+  id: Type.Optional(MessageId)
+})
+export const SubscribeFrameSchema = Type.Object({
+  type: Type.Literal('subscribe'),
+  topic: Topic,
+  id: Type.Optional(MessageId)
+})
+export const UnsubscribeFrameSchema = Type.Object({
+  type: Type.Literal('unsubscribe'),
+  topic: Topic,
+  id: Type.Optional(MessageId)
+})
+export const PublishFrameSchema = Type.Object({
+  type: Type.Literal('publish'),
+  topic: Topic,
+  message: Payload,
+  id: Type.Optional(MessageId)
+})
+export const PingFrameSchema = Type.Object({
+  type: Type.Literal('ping'),
+  id: Type.Optional(MessageId)
+})
+/** Every client frame: an object with a string `type`. Types not built in go to the service. */
+export const AnyClientFrame = Type.Object({
+  type: Type.String({ minLength: 1, maxLength: 64 }),
+  id: Type.Optional(MessageId)
+})
+
+export const BuiltInClientFrames = {
+  broadcast: BroadcastFrameSchema,
+  direct: DirectFrameSchema,
+  subscribe: SubscribeFrameSchema,
+  unsubscribe: UnsubscribeFrameSchema,
+  publish: PublishFrameSchema,
+  ping: PingFrameSchema
+} as const
+
+export type BuiltInType = keyof typeof BuiltInClientFrames
+export type ClientFrame = Static<typeof AnyClientFrame> & Record<string, unknown>
+export type BroadcastFrame = Static<typeof BroadcastFrameSchema>
+export type DirectFrame = Static<typeof DirectFrameSchema>
+export type SubscribeFrame = Static<typeof SubscribeFrameSchema>
+export type UnsubscribeFrame = Static<typeof UnsubscribeFrameSchema>
+export type PublishFrame = Static<typeof PublishFrameSchema>
+
+// ---- server -> client ----
+
+const Timestamp = Type.String({ format: 'date-time' })
+
+export const ServerFrames = {
+  welcome: Type.Object({ type: Type.Literal('welcome'), clientId: ClientId, userId: Type.Optional(Type.String()), timestamp: Timestamp }),
+  message: Type.Object({ type: Type.Literal('message'), from: Type.String(), message: Payload, timestamp: Timestamp }),
+  direct: Type.Object({ type: Type.Literal('direct'), from: Type.String(), user: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
+  publish: Type.Object({ type: Type.Literal('publish'), topic: Topic, from: Type.String(), message: Payload, timestamp: Timestamp }),
+  'server-broadcast': Type.Object({ type: Type.Literal('server-broadcast'), message: Payload, timestamp: Timestamp }),
+  system: Type.Object({ type: Type.Literal('system'), message: Type.String(), timestamp: Timestamp }),
+  echo: Type.Object({ type: Type.Literal('echo'), message: Payload, timestamp: Timestamp }),
+  pong: Type.Object({ type: Type.Literal('pong'), id: Type.Optional(MessageId), timestamp: Timestamp }),
+  ack: Type.Object({ type: Type.Literal('ack'), id: MessageId, timestamp: Timestamp }),
+  error: Type.Object({
+    type: Type.Literal('error'),
+    code: Type.String(),
+    message: Type.String(),
+    id: Type.Optional(MessageId),
+    timestamp: Timestamp
+  })
+} as const
+
+export type ServerFrameType = keyof typeof ServerFrames
+export type ServerFrame = { [K in ServerFrameType]: Static<typeof ServerFrames[K]> }[ServerFrameType]
+/** A frame before the server stamps it; custom service frames are allowed too. */
+export type OutgoingFrame = { type: string, [key: string]: unknown }
+
+/** Error codes sent in `{"type":"error","code":...}` frames. */
+export const ErrorCodes = {
+  invalidJson: 'invalid_json',
+  invalidMessage: 'invalid_message',
+  unknownType: 'unknown_type',
+  unknownTarget: 'unknown_target',
+  unsupportedBinary: 'unsupported_binary',
+  serviceError: 'service_error',
+  internalError: 'internal_error'
+} as const
+
+/** Close codes the hub uses. 4000-4999 are application codes (RFC 6455 7.4.2). */
+export const CloseCodes = {
+  goingAway: 1001,
+  policyViolation: 1008,
+  messageTooBig: 1009,
+  closedByServer: 4000,
+  slowConsumer: 4008
+} as const
+
+const compiledBuiltIns = Object.fromEntries(
+  Object.entries(BuiltInClientFrames).map(([type, schema]) => [type, Compile(schema as TSchema)])
+) as Record<BuiltInType, ReturnType<typeof Compile>>
+const compiledAny = Compile(AnyClientFrame)
+
+export function isBuiltInType (type: string): type is BuiltInType {
+  return Object.hasOwn(BuiltInClientFrames, type)
+}
+
+export type Validation = { ok: true } | { ok: false, error: string }
+
+function explain (checker: ReturnType<typeof Compile>, value: unknown): string {
+  const first = [...checker.Errors(value)][0]
+  if (first === undefined) return 'invalid message'
+  const where = first.instancePath === '' ? 'message' : first.instancePath.slice(1).replaceAll('/', '.')
+  return `${where} ${first.message}`
+}
+
+/** Checks the envelope every frame shares: an object with a string `type`. */
+export function validateEnvelope (value: unknown): Validation {
+  if (compiledAny.Check(value)) return { ok: true }
+  return { ok: false, error: explain(compiledAny, value) }
+}
+
+export function validateBuiltIn (type: BuiltInType, value: unknown): Validation {
+  const checker = compiledBuiltIns[type]
+  if (checker.Check(value)) return { ok: true }
+  return { ok: false, error: explain(checker, value) }
+}

@@ -1,0 +1,45 @@
+/** TypeBox schemas of the REST push API: they validate input and feed Swagger. */
+import { Type } from 'typebox'
+import { ClientId, Topic } from './protocol.js'
+
+export const ConnectionInfoSchema = Type.Object({
+  id: Type.String(),
+  ip: Type.String(),
+  userId: Type.Union([Type.String(), Type.Null()]),
+  topics: Type.Array(Type.String()),
+  connectedAt: Type.String({ format: 'date-time' }),
+  instanceId: Type.String({ description: 'The hub instance holding the socket' })
+}, { $id: 'WsHubConnection' })
+
+export const ErrorSchema = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  code: Type.Optional(Type.String()),
+  message: Type.String()
+}, { $id: 'WsHubError' })
+
+export const ListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  offset: Type.Integer({ minimum: 0, default: 0 })
+})
+
+export const ConnectionList = Type.Object({
+  count: Type.Integer({ description: 'All connections, not just this page' }),
+  connections: Type.Array(ConnectionInfoSchema)
+})
+
+export const IdParams = Type.Object({ id: ClientId })
+export const TopicParams = Type.Object({ topic: Topic })
+
+/** Any JSON except null and the empty string: an empty push is a caller's bug. */
+export const PushBody = Type.Object({
+  message: Type.Unsafe<unknown>({
+    not: { anyOf: [{ type: 'null' }, { type: 'string', maxLength: 0 }] },
+    description: 'Any JSON value except null and ""'
+  })
+})
+
+export const DeliveryResponse = Type.Object({
+  recipients: Type.Integer({ description: 'Clients of the answering instance that were sent the message' }),
+  remoteInstances: Type.Integer({ description: 'Other hub instances the message was handed to' })
+})
