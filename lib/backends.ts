@@ -7,7 +7,10 @@ import { OptionsError, type BrokerOption, type RegistryOption } from './options.
 
 export interface Owned<T> {
   value: T
-  /** Whether the hub created it, and so must close it. */
+  /**
+   * Whether the hub created it, and so must close it. A backend built from a
+   * client the user passed in closes only the connections it opened itself.
+   */
   owned: boolean
 }
 
@@ -15,24 +18,36 @@ export interface Owned<T> {
  * Builds the broker the options name. Network backends are imported lazily so
  * an in-memory hub never loads ioredis or kafkajs.
  */
-export async function createBroker (option: BrokerOption, _log: FastifyBaseLogger): Promise<Owned<Broker | null>> {
+export async function createBroker (option: BrokerOption, log: FastifyBaseLogger): Promise<Owned<Broker | null>> {
   switch (option.type) {
     case 'memory':
       // Without a shared bus there is nobody to talk to: skip the broker hop.
       return { value: option.bus === undefined ? null : new MemoryBroker(option.bus), owned: true }
     case 'custom':
       return { value: option.broker, owned: false }
+    case 'redis': {
+      const { RedisBroker } = await import('./brokers/redis-broker.js')
+      return { value: new RedisBroker(option, log), owned: true }
+    }
+    case 'kafka': {
+      const { KafkaBroker } = await import('./brokers/kafka-broker.js')
+      return { value: new KafkaBroker(option, log), owned: true }
+    }
     default:
       throw new OptionsError(`fastify-ws-hub: option "broker.type" must be one of memory, redis, kafka, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)
   }
 }
 
-export async function createRegistry (option: RegistryOption, _log: FastifyBaseLogger): Promise<Owned<Registry>> {
+export async function createRegistry (option: RegistryOption, log: FastifyBaseLogger): Promise<Owned<Registry>> {
   switch (option.type) {
     case 'memory':
       return { value: new MemoryRegistry(), owned: true }
     case 'custom':
       return { value: option.registry, owned: false }
+    case 'redis': {
+      const { RedisRegistry } = await import('./registries/redis-registry.js')
+      return { value: new RedisRegistry(option, log), owned: true }
+    }
     default:
       throw new OptionsError(`fastify-ws-hub: option "registry.type" must be one of memory, redis, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)
   }

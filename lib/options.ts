@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { FastifyRequest } from 'fastify'
+import type { Redis } from 'ioredis'
 import type { HubService } from './service.js'
 import type { Broker } from './brokers/broker.js'
 import type { MemoryBus } from './brokers/memory-broker.js'
@@ -65,16 +66,45 @@ export interface WsHubOptions extends Omit<CheckedOptions, 'service' | 'rest' | 
   registry?: RegistryOption
 }
 
+/** Redis pub/sub transport. Pass `url` (the hub opens and closes its connections) or `client` (yours: duplicated for subscribing, never closed). */
+export interface RedisBrokerOptions {
+  type: 'redis'
+  url?: string
+  client?: Redis
+  /** Prefix of every channel name, so several hubs can share one Redis. Default `ws-hub:`. */
+  channelPrefix?: string
+}
+
+/** Kafka transport: every instance reads every message (its own consumer group). */
+export interface KafkaBrokerOptions {
+  type: 'kafka'
+  brokers: string[]
+  /** Default `ws-hub-events`. */
+  topic?: string
+  /** kafkajs client id. Default `fastify-ws-hub`. */
+  clientId?: string
+}
+
+export interface RedisRegistryOptions {
+  type: 'redis'
+  url?: string
+  client?: Redis
+  /** Prefix of every key. Default `ws-hub:`. */
+  keyPrefix?: string
+  /** How long a crashed instance's slots stay taken, in ms. Default 15000. */
+  leaseMs?: number
+}
+
 export type BrokerOption =
   | { type: 'memory', bus?: MemoryBus }
   | { type: 'custom', broker: Broker }
-  | { type: 'redis', url?: string, client?: unknown, channelPrefix?: string, maxPendingPublishes?: number }
-  | { type: 'kafka', brokers: string[], topic?: string, clientId?: string }
+  | RedisBrokerOptions
+  | KafkaBrokerOptions
 
 export type RegistryOption =
   | { type: 'memory' }
   | { type: 'custom', registry: Registry }
-  | { type: 'redis', url?: string, client?: unknown, keyPrefix?: string, leaseMs?: number }
+  | RedisRegistryOptions
 
 /** Options after validation and defaulting: every field is present. */
 export interface NormalizedOptions {
