@@ -10,6 +10,7 @@ import { ProtocolHandler } from './protocol-handler.js'
 import { Heartbeat } from './heartbeat.js'
 import { registerWsRoute, type HandshakeCounters } from './ws-route.js'
 import { registerRestRoutes } from './rest-routes.js'
+import type { HealthReport } from './rest-schemas.js'
 import { createBroker, createRegistry } from './backends.js'
 import { CloseCodes } from './protocol.js'
 import type { Broker } from './brokers/broker.js'
@@ -101,7 +102,11 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
 
   registerWsRoute(fastify, { options, connections, dispatcher, protocol, registry: registry.value, counters: handshakes })
   if (options.rest !== false) {
-    await registerRestRoutes(fastify, { prefix: options.rest.prefix, auth: options.rest.auth, connections, dispatcher, registry: registry.value })
+    const health = (): HealthReport => {
+      const state = broker.value === null ? 'none' : broker.value.state()
+      return { status: state === 'down' ? 'degraded' : 'ok', instanceId, broker: state, connections: connections.count }
+    }
+    await registerRestRoutes(fastify, { prefix: options.rest.prefix, auth: options.rest.auth, connections, dispatcher, registry: registry.value, health, stats })
   }
 
   // Brokers close after the sockets (those go in preClose), in the reverse

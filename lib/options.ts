@@ -75,14 +75,59 @@ export interface RedisBrokerOptions {
   channelPrefix?: string
 }
 
-/** Kafka transport: every instance reads every message (its own consumer group). */
+/**
+ * Kafka transport: every instance reads every message through its own
+ * consumer group `<groupPrefix>-<instanceId>`, starting at the end of the
+ * topic (no history is replayed). A cleanly closed instance deletes its
+ * group; a crashed one leaves it behind until the cluster's
+ * `offsets.retention.minutes` (7 days by default) expires it.
+ */
 export interface KafkaBrokerOptions {
   type: 'kafka'
+  /** Bootstrap brokers as `host:port`. Required, at least one. */
   brokers: string[]
   /** Default `ws-hub-events`. */
   topic?: string
   /** kafkajs client id. Default `fastify-ws-hub`. */
   clientId?: string
+  /** Consumer groups are named `<groupPrefix>-<instanceId>`. Default `ws-hub`. */
+  groupPrefix?: string
+  /**
+   * Partitions of the topic if the hub has to create it. Default 1, which
+   * keeps one global order; with more, order holds per origin instance
+   * (messages are keyed by origin). Ignored when the topic exists.
+   */
+  partitions?: number
+  /**
+   * Replication factor of the topic if the hub has to create it. Default -1:
+   * the cluster's `default.replication.factor`. Ignored when the topic exists.
+   */
+  replicationFactor?: number
+  /**
+   * Producer acks. Default 1: the partition leader's ack, the lowest latency.
+   * -1 waits for every in-sync replica, so an acknowledged envelope survives a
+   * leader failover; with replication factor 1 the two are the same.
+   */
+  acks?: 1 | -1
+  /** A publish Kafka has not acknowledged within this many ms rejects. Default 3000. */
+  publishTimeoutMs?: number
+  /**
+   * Publishes waiting for Kafka at once. Beyond this, publish rejects at once
+   * instead of queueing while Kafka is slow or down. Default 1000, at most 4096.
+   */
+  maxPendingPublishes?: number
+  /** How long `start` (topic check, group join) may take before it fails. Default 30000. */
+  startTimeoutMs?: number
+  /**
+   * Longest a consumer fetch waits on an idle topic, in ms. Default 50. The
+   * broker answers as soon as a message arrives, so this bounds idle polling
+   * (one request per instance per interval), not delivery latency.
+   */
+  maxWaitTimeInMs?: number
+  /** TLS for the broker connections, passed to kafkajs. Default off (plaintext). */
+  ssl?: boolean | import('node:tls').ConnectionOptions
+  /** SASL authentication, passed to kafkajs. Default none. */
+  sasl?: import('kafkajs').SASLOptions
 }
 
 export interface RedisRegistryOptions {
@@ -159,6 +204,9 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
     const first = [...checker.Errors(options)][0]
     if (first === undefined) throw new OptionsError('fastify-ws-hub: invalid options')
     const name = first.instancePath === '' ? describeRequired(first.params) : first.instancePath.slice(1).replaceAll('/', '.')
+    // An unknown key surfaces as "schema is false" on that key's path.
+    const unknownKey = first.keyword === 'additionalProperties' || first.message === 'schema is false'
+    if (unknownKey) throw new OptionsError(`fastify-ws-hub: option "${name}" is not a known option`)
     const got = first.instancePath === '' ? '' : ` (got ${describe(valueAt(options, first.instancePath))})`
     throw new OptionsError(`fastify-ws-hub: option "${name}" ${first.message}${got}`)
   }

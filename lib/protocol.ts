@@ -5,7 +5,8 @@
 import { Type, type Static, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 
-export const MAX_TOPIC_LENGTH = 200
+// Fastify's default maxParamLength, so every topic can also be a REST path segment.
+export const MAX_TOPIC_LENGTH = 100
 export const MAX_ID_LENGTH = 128
 
 /** A correlation id the client may attach; the server echoes it in `ack` or `error`. */

@@ -5,11 +5,16 @@ import type { MessageDispatcher } from './message-dispatcher.js'
 import type { Registry } from './registries/registry.js'
 import type { RestAuth } from './options.js'
 import { CloseCodes } from './protocol.js'
+import type { HubStats } from './index.js'
 import {
   ConnectionInfoSchema,
   ConnectionList,
   DeliveryResponse,
   ErrorSchema,
+  HealthSchema,
+  LiveSchema,
+  StatsSchema,
+  type HealthReport,
   IdParams,
   ListQuery,
   PushBody,
@@ -18,6 +23,8 @@ import {
 
 export interface RestRouteDeps {
   prefix: string
+  health: () => HealthReport
+  stats: () => HubStats
   auth: RestAuth | undefined
   connections: ConnectionManager
   dispatcher: MessageDispatcher
@@ -36,6 +43,17 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
   if (auth === undefined) {
     parent.log.warn(`ws-hub: the REST push API under ${deps.prefix} is open to anyone who can reach it; set rest.auth to protect it`)
   }
+
+  // Probes sit outside the auth context: load balancers carry no API key.
+  await parent.register(async (probes) => {
+    const app = probes.withTypeProvider<TypeBoxTypeProvider>()
+    app.get('/health', {
+      schema: { tags: TAGS, summary: 'Readiness: degraded while the broker is unreachable', response: { 200: HealthSchema } }
+    }, async () => deps.health())
+    app.get('/health/live', {
+      schema: { tags: TAGS, summary: 'Liveness: the process serves requests', response: { 200: LiveSchema } }
+    }, async () => ({ status: 'ok' as const }))
+  }, { prefix: deps.prefix })
 
   await parent.register(async (api) => {
     const app = api.withTypeProvider<TypeBoxTypeProvider>()
@@ -58,6 +76,10 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     }
 
     const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema }
+
+    app.get('/stats', {
+      schema: { tags: TAGS, summary: 'Counters of this instance', response: { 200: StatsSchema, 401: ErrorSchema } }
+    }, async () => deps.stats())
 
     app.get('/connections', {
       schema: { tags: TAGS, summary: 'List connections', querystring: ListQuery, response: { 200: ConnectionList, 400: ErrorSchema, 401: ErrorSchema } }

@@ -1,5 +1,5 @@
 /** TypeBox schemas of the REST push API: they validate input and feed Swagger. */
-import { Type } from 'typebox'
+import { Type, type Static } from 'typebox'
 import { ClientId, Topic } from './protocol.js'
 
 export const ConnectionInfoSchema = Type.Object({
@@ -31,10 +31,14 @@ export const ConnectionList = Type.Object({
 export const IdParams = Type.Object({ id: ClientId })
 export const TopicParams = Type.Object({ topic: Topic })
 
-/** Any JSON except null and the empty string: an empty push is a caller's bug. */
+/**
+ * Any JSON except null and the empty string: an empty push is a caller's bug.
+ * `const`, not `type: 'null'`: Fastify's Ajv coerces types, and would read
+ * 0 and false as null.
+ */
 export const PushBody = Type.Object({
   message: Type.Unsafe<unknown>({
-    not: { anyOf: [{ type: 'null' }, { type: 'string', maxLength: 0 }] },
+    not: { anyOf: [{ const: null }, { const: '' }] },
     description: 'Any JSON value except null and ""'
   })
 })
@@ -42,4 +46,32 @@ export const PushBody = Type.Object({
 export const DeliveryResponse = Type.Object({
   recipients: Type.Integer({ description: 'Clients of the answering instance that were sent the message' }),
   remoteInstances: Type.Integer({ description: 'Other hub instances the message was handed to' })
+})
+
+export const HealthSchema = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  instanceId: Type.String(),
+  broker: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')]),
+  connections: Type.Integer()
+})
+export type HealthReport = Static<typeof HealthSchema>
+
+export const LiveSchema = Type.Object({ status: Type.Literal('ok') })
+
+const Count = Type.Integer({ minimum: 0 })
+export const StatsSchema = Type.Object({
+  instanceId: Type.String(),
+  connections: Count,
+  handshakes: Type.Object({ accepted: Count, rejectedIpLimit: Count, rejectedTotalLimit: Count, abortedBeforeUpgrade: Count }),
+  messagesIn: Count,
+  messagesOut: Count,
+  bytesOut: Count,
+  errorsSent: Count,
+  serviceErrors: Count,
+  slowConsumerCloses: Count,
+  deadSocketsRemoved: Count,
+  heartbeatTerminations: Count,
+  brokerPublishFailures: Count,
+  remoteEnvelopesIn: Count,
+  brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')])
 })

@@ -93,7 +93,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       connections.remove(connection)
       const reasonText = reason.toString()
       request.log.info({ clientId: connection.id, ip: connection.ip, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
-      if (options.announce) announce(deps, `Client ${connection.id} left.`)
+      if (options.announce) announce(deps, `Client ${connection.id} left.`, undefined)
       const onDisconnect = options.service.onDisconnect
       if (onDisconnect !== undefined) {
         runHook(request, connection, 'onDisconnect', () => onDisconnect(protocol.context(connection), { code, reason: reasonText }))
@@ -102,7 +102,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
 
     connections.write(connection, serializeFrame({ type: 'welcome', clientId: connection.id }))
     request.log.info({ clientId: connection.id, ip: connection.ip }, 'ws-hub: connection opened')
-    if (options.announce) announce(deps, `Client ${connection.id} joined.`)
+    if (options.announce) announce(deps, `Client ${connection.id} joined.`, connection)
     const onConnect = options.service.onConnect
     if (onConnect !== undefined) {
       runHook(request, connection, 'onConnect', () => onConnect(protocol.context(connection)))
@@ -129,8 +129,9 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
 
 const HIDDEN = { hide: true } as FastifySchema
 
-function announce (deps: WsRouteDeps, message: string): void {
-  deps.dispatcher.send({ kind: 'all' }, { type: 'system', message }).catch(() => {
+/** Join and leave notices; the joining client knows it joined from `welcome`. */
+function announce (deps: WsRouteDeps, message: string, exclude: Connection | undefined): void {
+  deps.dispatcher.send({ kind: 'all' }, { type: 'system', message }, { exclude }).catch(() => {
     // The dispatcher logs broker failures itself; nothing else can reject.
   })
 }

@@ -1,0 +1,124 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import { WebSocket } from 'ws'
+import wsHub from '../lib/index.js'
+import { build, connect, TestClient, until } from './helpers.js'
+
+t.test('a slow consumer is cut off with 4008 and the others keep receiving', async (t) => {
+  const { wsUrl, app } = await build(t, { maxBufferedBytes: 64 * 1024 })
+  const slow = await connect(wsUrl)
+  const fast = await connect(wsUrl)
+  slow.socket.pause()
+  const payload = 'x'.repeat(16 * 1024)
+  let fastGot = 0
+  fast.socket.on('message', () => { fastGot++ })
+  // Broadcast until the paused client's unsent bytes pass the limit; the
+  // kernel buffers absorb the first few hundred KiB.
+  for (let n = 0; n < 2000 && app.connectionManager.get(slow.clientId) !== undefined; n++) {
+    await app.messageDispatcher.broadcast(payload)
+    if (n % 20 === 0) await new Promise((resolve) => setImmediate(resolve))
+  }
+  t.equal(app.connectionManager.get(slow.clientId), undefined, 'the slow client was unregistered')
+  t.equal(app.wsHub.stats().slowConsumerCloses, 1)
+  t.ok(app.connectionManager.get(fast.clientId), 'the fast client is still registered')
+  await app.messageDispatcher.broadcast('after')
+  await until(() => fast.frames.some((f) => f.message === 'after') || fastGot > 0)
+  slow.socket.resume()
+  const closed = await slow.closed
+  t.equal(closed.code, 4008)
+  t.equal(closed.reason, 'slow consumer')
+})
+
+t.test('heartbeat terminates a client that stops answering pings', async (t) => {
+  const { wsUrl, app } = await build(t, { heartbeatInterval: 40 })
+  const mute = new TestClient(wsUrl, { autoPong: false })
+  await mute.ready()
+  const healthy = await connect(wsUrl)
+  const closed = await mute.closed
+  t.equal(closed.code, 1006, 'terminated, not closed politely')
+  t.equal(app.connectionManager.get(mute.clientId), undefined)
+  t.ok(app.wsHub.stats().heartbeatTerminations >= 1)
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.ok(app.connectionManager.get(healthy.clientId), 'a client that pongs survives several intervals')
+})
+
+t.test('heartbeatInterval 0 disables pings', async (t) => {
+  const { wsUrl, app } = await build(t, { heartbeatInterval: 0 })
+  const mute = new TestClient(wsUrl, { autoPong: false })
+  await mute.ready()
+  let pinged = false
+  mute.socket.on('ping', () => { pinged = true })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(pinged, false)
+  t.ok(app.connectionManager.get(mute.clientId))
+})
+
+t.test('fastify.close() sends 1001 to every client and does not hang', async (t) => {
+  const app = Fastify()
+  await app.register(wsHub, { heartbeatInterval: 0 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no address')
+  const url = `ws://127.0.0.1:${address.port}/ws`
+  const clients = await Promise.all(Array.from({ length: 5 }, async () => connect(url)))
+  const started = Date.now()
+  await app.close()
+  t.ok(Date.now() - started < 2000, 'closed promptly')
+  for (const client of clients) {
+    const closed = await client.closed
+    t.equal(closed.code, 1001)
+    t.equal(closed.reason, 'server shutting down')
+  }
+})
+
+t.test('a client that never answers the close is terminated after closeTimeout', async (t) => {
+  const app = Fastify()
+  await app.register(wsHub, { heartbeatInterval: 0, closeTimeout: 200 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no address')
+  const client = await connect(`ws://127.0.0.1:${address.port}/ws`)
+  // A paused client never reads the close frame, so never answers it.
+  client.socket.pause()
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took >= 150 && took < 2000, `waited about closeTimeout (${took} ms)`)
+  client.socket.resume()
+  await client.closed
+})
+
+t.test('a message over maxPayload closes the socket with 1009', async (t) => {
+  const { wsUrl, app } = await build(t, { maxPayload: 1024 })
+  const client = await connect(wsUrl)
+  const other = await connect(wsUrl)
+  client.send({ type: 'broadcast', message: 'x'.repeat(2000) })
+  const closed = await client.closed
+  t.equal(closed.code, 1009)
+  await until(() => app.connectionManager.get(client.clientId) === undefined)
+  other.send({ type: 'ping', id: 1 })
+  t.equal((await other.next('pong')).id, 1, 'others unaffected')
+})
+
+t.test('maxPayload default accepts 64 KiB and refuses more', async (t) => {
+  const { wsUrl } = await build(t)
+  const client = await connect(wsUrl)
+  client.send({ type: 'ping', id: 'big', pad: 'y'.repeat(60 * 1024) })
+  t.equal((await client.next('pong')).id, 'big', '60 KiB is accepted')
+  client.send({ type: 'ping', pad: 'y'.repeat(65 * 1024) })
+  t.equal((await client.closed).code, 1009)
+})
+
+t.test('a dead socket found during a send is cleaned up', async (t) => {
+  const { wsUrl, app } = await build(t)
+  const client = await connect(wsUrl)
+  const connection = app.connectionManager.get(client.clientId)
+  if (connection === undefined) throw new Error('not registered')
+  // Simulate a socket that died without its close event reaching us yet.
+  Object.defineProperty(connection.socket, 'readyState', { value: WebSocket.CLOSED })
+  const report = await app.messageDispatcher.broadcast('hello')
+  t.equal(report.recipients, 0)
+  t.equal(app.connectionManager.get(client.clientId), undefined)
+  t.equal(app.wsHub.stats().deadSocketsRemoved, 1)
+  client.socket.terminate()
+})

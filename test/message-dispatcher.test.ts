@@ -1,0 +1,135 @@
+import t from 'tap'
+import type { WebSocket } from 'ws'
+import { Connection } from '../lib/connection.js'
+import { ConnectionManager } from '../lib/connection-manager.js'
+import { MessageDispatcher } from '../lib/message-dispatcher.js'
+import { MemoryRegistry } from '../lib/registries/memory-registry.js'
+import type { Broker, PublishOptions } from '../lib/brokers/broker.js'
+import type { Envelope } from '../lib/envelope.js'
+import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
+
+class FakeBroker implements Broker {
+  readonly published: Array<{ envelope: Envelope, options: PublishOptions }> = []
+  fail = false
+  async start (): Promise<void> {}
+  async publish (envelope: Envelope, options: PublishOptions = {}): Promise<void> {
+    if (this.fail) throw new Error('broker down')
+    this.published.push({ envelope, options })
+  }
+
+  state (): 'up' { return 'up' }
+  async close (): Promise<void> {}
+}
+
+async function setup (withBroker = true) {
+  const registry = new MemoryRegistry()
+  await registry.join('i1')
+  const { log, lines } = recordingLogger()
+  const connections = new ConnectionManager({ instanceId: 'i1', maxBufferedBytes: 1 << 20, registry, log })
+  const broker = new FakeBroker()
+  const dispatcher = new MessageDispatcher({ instanceId: 'i1', connections, registry, broker: withBroker ? broker : null, log })
+  const sockets = new Map<string, FakeSocket>()
+  const add = (id: string, userId: string | null = null) => {
+    const socket = new FakeSocket()
+    sockets.set(id, socket)
+    const connection = new Connection(id, '1.1.1.1', userId, socket as unknown as WebSocket)
+    connections.add(connection)
+    return connection
+  }
+  return { registry, connections, broker, dispatcher, sockets, add, lines }
+}
+
+t.test('broadcast: serialized once, written to all, handed to the broker', async (t) => {
+  const { dispatcher, sockets, add, broker, connections } = await setup()
+  add('a'); add('b')
+  const seen: Buffer[] = []
+  const write = connections.write.bind(connections)
+  connections.write = (c, data) => { seen.push(data); return write(c, data) }
+  const report = await dispatcher.broadcast({ x: 1 })
+  t.same(report, { recipients: 2, remoteInstances: 0 })
+  t.equal(seen[0], seen[1], 'the same Buffer for every recipient')
+  const frame = sockets.get('a')?.frames()[0]
+  t.match(frame, { type: 'server-broadcast', message: { x: 1 }, timestamp: /Z$/ })
+  t.equal(broker.published.length, 1)
+  t.equal(broker.published[0]?.envelope.origin, 'i1')
+  t.equal(broker.published[0]?.envelope.frame, sockets.get('a')?.sent[0], 'the broker carries the exact bytes')
+  t.same(broker.published[0]?.options, {})
+})
+
+t.test('without a broker nothing is published and local delivery works', async (t) => {
+  const { dispatcher, add } = await setup(false)
+  add('a')
+  t.same(await dispatcher.publish('t', 1), { recipients: 0, remoteInstances: 0 })
+  t.same(await dispatcher.broadcast(1), { recipients: 1, remoteInstances: 0 })
+})
+
+t.test('sendTo a local client does not touch the broker', async (t) => {
+  const { dispatcher, add, sockets, broker } = await setup()
+  add('a'); add('b')
+  t.same(await dispatcher.sendTo('b', 'hi'), { recipients: 1, remoteInstances: 0 })
+  t.match(sockets.get('b')?.frames()[0], { type: 'direct', from: 'server', message: 'hi' })
+  t.equal(sockets.get('a')?.sent.length, 0)
+  t.equal(broker.published.length, 0)
+})
+
+t.test('sendTo a client on another instance goes only to that instance', async (t) => {
+  const { dispatcher, registry, broker } = await setup()
+  await registry.add({ id: 'far', ip: 'x', userId: null, topics: [], connectedAt: '', instanceId: 'i2' })
+  t.same(await dispatcher.sendTo('far', 'hi'), { recipients: 0, remoteInstances: 1 })
+  t.same(broker.published[0]?.options, { instances: ['i2'] })
+  t.same(broker.published[0]?.envelope.target, { kind: 'client', id: 'far' })
+})
+
+t.test('sendTo an unknown client reports nobody', async (t) => {
+  const { dispatcher, broker } = await setup()
+  t.same(await dispatcher.sendTo('ghost', 'hi'), { recipients: 0, remoteInstances: 0 })
+  t.equal(broker.published.length, 0)
+})
+
+t.test('sendToUser reaches every local connection of the user and the instances holding others', async (t) => {
+  const { dispatcher, add, sockets, registry, broker } = await setup()
+  add('a', 'alice'); add('b', 'alice'); add('c', 'bob')
+  await registry.add({ id: 'far', ip: 'x', userId: 'alice', topics: [], connectedAt: '', instanceId: 'i2' })
+  t.same(await dispatcher.sendToUser('alice', 'yo'), { recipients: 2, remoteInstances: 1 })
+  t.match(sockets.get('a')?.frames()[0], { type: 'direct', from: 'server', user: 'alice', message: 'yo' })
+  t.equal(sockets.get('c')?.sent.length, 0)
+  t.same(broker.published[0]?.options, { instances: ['i2'] })
+})
+
+t.test('publish reaches only subscribers; remote instances are counted from the registry', async (t) => {
+  const { dispatcher, add, sockets, connections, registry } = await setup()
+  const a = add('a'); add('b')
+  connections.subscribe(a, 'prices')
+  await registry.join('i2')
+  t.same(await dispatcher.publish('prices', 3), { recipients: 1, remoteInstances: 1 })
+  t.match(sockets.get('a')?.frames()[0], { type: 'publish', topic: 'prices', from: 'server', message: 3 })
+  t.equal(sockets.get('b')?.sent.length, 0)
+})
+
+t.test('a broker failure is counted and logged; local clients still get the message', async (t) => {
+  const { dispatcher, add, sockets, broker, lines } = await setup()
+  add('a')
+  broker.fail = true
+  const report = await dispatcher.broadcast('x')
+  t.equal(report.recipients, 1)
+  t.equal(sockets.get('a')?.sent.length, 1)
+  t.equal(dispatcher.counters.brokerPublishFailures, 1)
+  t.ok(lines.some((l) => l.level === 'error' && String(l.args[1]).includes('broker publish failed')))
+})
+
+t.test('receive delivers remote envelopes byte for byte and ignores its own', async (t) => {
+  const { dispatcher, add, sockets } = await setup()
+  add('a')
+  const frame = '{"type":"message","from":"far","message":"é","timestamp":"2020-01-01T00:00:00.000Z"}'
+  dispatcher.receive({ origin: 'i2', target: { kind: 'all' }, frame })
+  dispatcher.receive({ origin: 'i1', target: { kind: 'all' }, frame })
+  t.same(sockets.get('a')?.sent, [frame])
+})
+
+t.test('exclude skips one local client', async (t) => {
+  const { dispatcher, add, sockets } = await setup(false)
+  const a = add('a'); add('b')
+  await dispatcher.send({ kind: 'all' }, { type: 'system', message: 'x' }, { exclude: a })
+  t.equal(sockets.get('a')?.sent.length, 0)
+  t.equal(sockets.get('b')?.sent.length, 1)
+})
