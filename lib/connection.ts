@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws'
+import type { Identity } from './options.js'
 
 /** The public view of a live connection, as listed by the REST API. */
 export interface ConnectionInfo {
@@ -19,6 +20,8 @@ export class Connection {
   readonly id: string
   readonly ip: string
   readonly userId: string | null
+  /** What `authenticate` returned, kept for `revalidate`; null when anonymous. */
+  readonly identity: Identity | null
   readonly socket: WebSocket
   readonly connectedAt: number
   readonly topics = new Set<string>()
@@ -26,11 +29,17 @@ export class Connection {
   alive = true
   /** Set once the hub has started closing it, so nothing more is written. */
   closing = false
+  /** Token bucket of the message rate limit. */
+  tokens = 0
+  refilledAt = 0
+  /** Messages refused in a row by the rate limit. */
+  refusedInARow = 0
 
-  constructor (id: string, ip: string, userId: string | null, socket: WebSocket, connectedAt = Date.now()) {
+  constructor (id: string, ip: string, identity: Identity | null, socket: WebSocket, connectedAt = Date.now()) {
     this.id = id
     this.ip = ip
-    this.userId = userId
+    this.identity = identity
+    this.userId = identity?.userId ?? null
     this.socket = socket
     this.connectedAt = connectedAt
   }

@@ -8,7 +8,9 @@ import { ConnectionManager } from './connection-manager.js'
 import { MessageDispatcher } from './message-dispatcher.js'
 import { ProtocolHandler } from './protocol-handler.js'
 import { Heartbeat } from './heartbeat.js'
-import { registerWsRoute, type HandshakeCounters } from './ws-route.js'
+import { registerWsRoute } from './ws-route.js'
+import { Admission, emptyHandshakeCounters, type HandshakeCounters } from './admission.js'
+import { Revalidator } from './revalidator.js'
 import { registerRestRoutes } from './rest-routes.js'
 import type { HealthReport } from './rest-schemas.js'
 import { createBroker, createRegistry } from './backends.js'
@@ -25,6 +27,9 @@ export interface HubStats {
   bytesOut: number
   errorsSent: number
   serviceErrors: number
+  rateLimited: number
+  floodCloses: number
+  revalidationCloses: number
   slowConsumerCloses: number
   deadSocketsRemoved: number
   heartbeatTerminations: number
@@ -62,12 +67,30 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   const broker = await createBroker(options.broker, log)
   const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log })
   const dispatcher = new MessageDispatcher({ instanceId, connections, registry: registry.value, broker: broker.value, log })
-  const protocol = new ProtocolHandler({ connections, dispatcher, service: options.service, echo: options.echo, log })
+  const protocol = new ProtocolHandler({
+    connections,
+    dispatcher,
+    service: options.service,
+    echo: options.echo,
+    messageRateLimit: options.messageRateLimit,
+    maxJsonDepth: options.maxJsonDepth,
+    maxTopicsPerConnection: options.maxTopicsPerConnection,
+    log
+  })
   const heartbeat = new Heartbeat(connections, options.heartbeatInterval)
-  const handshakes: HandshakeCounters = { accepted: 0, rejectedIpLimit: 0, rejectedTotalLimit: 0, abortedBeforeUpgrade: 0 }
+  const handshakes: HandshakeCounters = emptyHandshakeCounters()
+  const admission = new Admission({ options, connections, registry: registry.value, counters: handshakes })
+  const revalidator = new Revalidator(connections, options, log)
 
   await fastify.register(websocket, {
-    options: { maxPayload: options.maxPayload, perMessageDeflate: false },
+    options: {
+      maxPayload: options.maxPayload,
+      perMessageDeflate: false,
+      // Select our application protocol, never echo another entry: browsers
+      // can only carry a token in Sec-WebSocket-Protocol, and it must not
+      // come back in the response.
+      handleProtocols: (offered: Set<string>) => options.protocols.find((p) => offered.has(p)) ?? false
+    },
     errorHandler: (error, _socket, request) => {
       // ws has already closed the socket with the right code (1009, 1007, ...);
       // terminating here would drop that close frame.
@@ -75,6 +98,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     },
     preClose: async () => {
       heartbeat.stop()
+      revalidator.stop()
+      clearInterval(sweeper)
       await closeAll(fastify, options.closeTimeout)
     }
   })
@@ -88,6 +113,9 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     bytesOut: connections.counters.bytesOut,
     errorsSent: protocol.counters.errorsSent,
     serviceErrors: protocol.counters.serviceErrors,
+    rateLimited: protocol.counters.rateLimited,
+    floodCloses: protocol.counters.floodCloses,
+    revalidationCloses: revalidator.closed,
     slowConsumerCloses: connections.counters.slowConsumerCloses,
     deadSocketsRemoved: connections.counters.deadSocketsRemoved,
     heartbeatTerminations: heartbeat.terminated,
@@ -100,13 +128,13 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   fastify.decorate('messageDispatcher', dispatcher)
   fastify.decorate('wsHub', { instanceId, heartbeat, broker: broker.value, registry: registry.value, stats })
 
-  registerWsRoute(fastify, { options, connections, dispatcher, protocol, registry: registry.value, counters: handshakes })
+  registerWsRoute(fastify, { options, connections, dispatcher, protocol, admission, counters: handshakes })
   if (options.rest !== false) {
     const health = (): HealthReport => {
       const state = broker.value === null ? 'none' : broker.value.state()
       return { status: state === 'down' ? 'degraded' : 'ok', instanceId, broker: state, connections: connections.count }
     }
-    await registerRestRoutes(fastify, { prefix: options.rest.prefix, auth: options.rest.auth, connections, dispatcher, registry: registry.value, health, stats })
+    await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: options.rest.auth, connections, dispatcher, registry: registry.value, health, stats })
   }
 
   // Brokers close after the sockets (those go in preClose), in the reverse
@@ -122,7 +150,11 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     await broker.value.start(instanceId, (envelope) => dispatcher.receive(envelope))
   }
   heartbeat.start()
+  revalidator.start()
+  const sweeper = setInterval(() => admission.sweep(Date.now()), SWEEP_INTERVAL_MS).unref()
 }
+
+const SWEEP_INTERVAL_MS = 60_000
 
 /**
  * Sends 1001 to every client and waits for their close frames, but never

@@ -105,11 +105,45 @@ export class MessageDispatcher {
     return { recipients, remoteInstances: others.length }
   }
 
+  /**
+   * Closes the target's sockets (a client or every connection of a user)
+   * on whichever instances hold them. Resolves to how many were closed here
+   * and how many other instances were asked.
+   */
+  async close (target: Extract<Target, { kind: 'client' | 'user' }>, code: number, reason: string): Promise<DeliveryReport> {
+    const recipients = this.#closeLocal(target, code, reason)
+    if (this.#broker === null) return { recipients, remoteInstances: 0 }
+    const holders = target.kind === 'client'
+      ? (recipients > 0 ? [] : [await this.#registry.locate(target.id)])
+      : await this.#registry.locateUser(target.userId)
+    const others = holders.filter((id): id is string => id !== null && id !== this.#instanceId)
+    if (others.length === 0) return { recipients, remoteInstances: 0 }
+    await this.#publish({ origin: this.#instanceId, target, frame: '', control: { close: { code, reason } } }, others)
+    return { recipients, remoteInstances: others.length }
+  }
+
   /** Called by the broker for envelopes from other instances. */
   receive (envelope: Envelope): void {
     this.counters.remoteEnvelopesIn++
     if (envelope.origin === this.#instanceId) return
+    const control = envelope.control
+    if (control !== undefined) {
+      const target = envelope.target
+      if (target.kind === 'client' || target.kind === 'user') this.#closeLocal(target, control.close.code, control.close.reason)
+      return
+    }
     this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
+  }
+
+  #closeLocal (target: Extract<Target, { kind: 'client' | 'user' }>, code: number, reason: string): number {
+    const connections = this.#connections
+    if (target.kind === 'client') return connections.closeById(target.id, code, reason) ? 1 : 0
+    let closed = 0
+    for (const connection of connections.byUser(target.userId)) {
+      connections.close(connection, code, reason)
+      closed++
+    }
+    return closed
   }
 
   /** Writes already-serialized bytes to this instance's clients in the target. */

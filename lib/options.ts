@@ -20,17 +20,58 @@ export const DEFAULTS = Object.freeze({
   announce: false,
   echo: false,
   restPrefix: '/api',
-  instanceId: undefined
+  instanceId: undefined,
+  protocols: ['ws-hub.v1'],
+  maxConnectionsPerUser: 10,
+  revalidateInterval: 60_000,
+  allowMissingOrigin: false,
+  messageRateLimit: { max: 200, intervalMs: 1_000 },
+  handshakeRateLimit: { max: 120, intervalMs: 60_000 },
+  maxJsonDepth: 32,
+  maxTopicsPerConnection: 100,
+  ipv6Prefix: 64
 })
 
 export type RestAuth = (request: FastifyRequest) => boolean | Promise<boolean>
+
+/** Who a connection belongs to. Extra claims are kept for your hooks. */
+export interface Identity {
+  userId: string
+  [claim: string]: unknown
+}
+
+/**
+ * Runs before the upgrade. Return an identity to accept, `null` to refuse
+ * with 401. A throw also refuses with 401 (and is logged).
+ */
+export type Authenticate = (request: FastifyRequest) => Promise<Identity | null> | Identity | null
+
+/** Re-checks a live session; false (or a throw) closes the socket with 1008. */
+export type Revalidate = (identity: Identity, clientId: string) => Promise<boolean> | boolean
+
+export const REST_ROUTE_NAMES = [
+  'listConnections', 'getConnection', 'closeConnection', 'broadcast', 'sendToConnection',
+  'publish', 'sendToUser', 'closeUser', 'stats'
+] as const
+export type RestRouteName = typeof REST_ROUTE_NAMES[number]
+
+export interface RateLimit {
+  max: number
+  intervalMs: number
+}
 
 const Int = (min: number) => Type.Integer({ minimum: min })
 
 const RestOptionsSchema = Type.Object({
   prefix: Type.Optional(Type.String({ pattern: '^/' })),
-  auth: Type.Optional(Type.Function([], Type.Unknown()))
+  auth: Type.Optional(Type.Function([], Type.Unknown())),
+  disable: Type.Optional(Type.Array(Type.Union(REST_ROUTE_NAMES.map((name) => Type.Literal(name)))))
 }, { additionalProperties: false })
+
+const RateLimitSchema = Type.Union([
+  Type.Literal(false),
+  Type.Object({ max: Int(1), intervalMs: Int(1) }, { additionalProperties: false })
+])
 
 // The broker and registry are validated by their own factories: their shapes
 // depend on the backend chosen, and a union error message would be unreadable.
@@ -52,6 +93,18 @@ export const OptionsSchema = Type.Object({
     onDisconnect: Type.Optional(Type.Function([], Type.Unknown()))
   })),
   rest: Type.Optional(Type.Union([Type.Literal(false), RestOptionsSchema])),
+  authenticate: Type.Optional(Type.Function([], Type.Unknown())),
+  protocols: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { minItems: 1 })),
+  maxConnectionsPerUser: Type.Optional(Int(1)),
+  revalidate: Type.Optional(Type.Function([], Type.Unknown())),
+  revalidateInterval: Type.Optional(Int(1)),
+  allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  allowMissingOrigin: Type.Optional(Type.Boolean()),
+  messageRateLimit: Type.Optional(RateLimitSchema),
+  handshakeRateLimit: Type.Optional(RateLimitSchema),
+  maxJsonDepth: Type.Optional(Int(1)),
+  maxTopicsPerConnection: Type.Optional(Int(1)),
+  ipv6Prefix: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
   broker: Type.Optional(Type.Object({ type: Type.String() })),
   registry: Type.Optional(Type.Object({ type: Type.String() }))
 }, { additionalProperties: false })
@@ -59,9 +112,13 @@ export const OptionsSchema = Type.Object({
 type CheckedOptions = Static<typeof OptionsSchema>
 
 /** What users pass to `fastify.register(wsHub, options)`. */
-export interface WsHubOptions extends Omit<CheckedOptions, 'service' | 'rest' | 'broker' | 'registry'> {
+export interface WsHubOptions extends Omit<CheckedOptions, 'service' | 'rest' | 'broker' | 'registry' | 'authenticate' | 'revalidate' | 'messageRateLimit' | 'handshakeRateLimit'> {
   service?: HubService
-  rest?: false | { prefix?: string, auth?: RestAuth }
+  rest?: false | { prefix?: string, auth?: RestAuth, disable?: RestRouteName[] }
+  authenticate?: Authenticate
+  revalidate?: Revalidate
+  messageRateLimit?: RateLimit | false
+  handshakeRateLimit?: RateLimit | false
   broker?: BrokerOption
   registry?: RegistryOption
 }
@@ -113,7 +170,7 @@ export interface KafkaBrokerOptions {
   publishTimeoutMs?: number
   /**
    * Publishes waiting for Kafka at once. Beyond this, publish rejects at once
-   * instead of queueing while Kafka is slow or down. Default 1000, at most 4096.
+   * instead of queueing while Kafka is slow or down. Default 1000.
    */
   maxPendingPublishes?: number
   /** How long `start` (topic check, group join) may take before it fails. Default 30000. */
@@ -165,7 +222,20 @@ export interface NormalizedOptions {
   echo: boolean
   instanceId: string | undefined
   service: HubService
-  rest: false | { prefix: string, auth: RestAuth | undefined }
+  rest: false | { prefix: string, auth: RestAuth | undefined, disable: ReadonlySet<RestRouteName> }
+  authenticate: Authenticate | undefined
+  protocols: string[]
+  maxConnectionsPerUser: number
+  revalidate: Revalidate | undefined
+  revalidateInterval: number
+  /** null: no origin check. */
+  allowedOrigins: ReadonlySet<string> | null
+  allowMissingOrigin: boolean
+  messageRateLimit: RateLimit | false
+  handshakeRateLimit: RateLimit | false
+  maxJsonDepth: number
+  maxTopicsPerConnection: number
+  ipv6Prefix: number
   broker: BrokerOption
   registry: RegistryOption
 }
@@ -212,7 +282,7 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
   }
   const rest = options.rest === false
     ? false as const
-    : { prefix: options.rest?.prefix ?? DEFAULTS.restPrefix, auth: options.rest?.auth }
+    : { prefix: options.rest?.prefix ?? DEFAULTS.restPrefix, auth: options.rest?.auth, disable: new Set(options.rest?.disable ?? []) }
   return {
     path: options.path ?? DEFAULTS.path,
     maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
@@ -227,9 +297,27 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
     instanceId: options.instanceId ?? DEFAULTS.instanceId,
     service: options.service ?? {},
     rest,
+    authenticate: options.authenticate,
+    protocols: [...(options.protocols ?? DEFAULTS.protocols)],
+    maxConnectionsPerUser: options.maxConnectionsPerUser ?? DEFAULTS.maxConnectionsPerUser,
+    revalidate: options.revalidate,
+    revalidateInterval: options.revalidateInterval ?? DEFAULTS.revalidateInterval,
+    allowedOrigins: options.allowedOrigins === undefined ? null : new Set(options.allowedOrigins),
+    allowMissingOrigin: options.allowMissingOrigin ?? DEFAULTS.allowMissingOrigin,
+    messageRateLimit: copyLimit(options.messageRateLimit, DEFAULTS.messageRateLimit),
+    handshakeRateLimit: copyLimit(options.handshakeRateLimit, DEFAULTS.handshakeRateLimit),
+    maxJsonDepth: options.maxJsonDepth ?? DEFAULTS.maxJsonDepth,
+    maxTopicsPerConnection: options.maxTopicsPerConnection ?? DEFAULTS.maxTopicsPerConnection,
+    ipv6Prefix: options.ipv6Prefix ?? DEFAULTS.ipv6Prefix,
     broker: options.broker ?? { type: 'memory' },
     registry: options.registry ?? { type: 'memory' }
   }
+}
+
+function copyLimit (value: RateLimit | false | undefined, fallback: RateLimit): RateLimit | false {
+  if (value === false) return false
+  const chosen = value ?? fallback
+  return { max: chosen.max, intervalMs: chosen.intervalMs }
 }
 
 function describeRequired (params: unknown): string {

@@ -5,8 +5,13 @@ import { serializeFrame } from './frame.js'
 import type { ConnectionManager } from './connection-manager.js'
 import type { MessageDispatcher } from './message-dispatcher.js'
 import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
+import { takeMessageToken } from './rate-limit.js'
+import type { RateLimit } from './options.js'
+import type { Target } from './envelope.js'
 import {
+  CloseCodes,
   ErrorCodes,
+  nestsDeeperThan,
   isBuiltInType,
   validateBuiltIn,
   validateEnvelope,
@@ -24,6 +29,9 @@ export interface ProtocolHandlerOptions {
   dispatcher: MessageDispatcher
   service: HubService
   echo: boolean
+  messageRateLimit: RateLimit | false
+  maxJsonDepth: number
+  maxTopicsPerConnection: number
   log: FastifyBaseLogger
 }
 
@@ -33,15 +41,20 @@ export interface InboundCounters {
   messagesIn: number
   errorsSent: number
   serviceErrors: number
+  rateLimited: number
+  floodCloses: number
 }
 
 /** Turns one client frame into actions, and answers every bad one with an error frame. */
 export class ProtocolHandler {
-  readonly counters: InboundCounters = { messagesIn: 0, errorsSent: 0, serviceErrors: 0 }
+  readonly counters: InboundCounters = { messagesIn: 0, errorsSent: 0, serviceErrors: 0, rateLimited: 0, floodCloses: 0 }
   readonly #connections: ConnectionManager
   readonly #dispatcher: MessageDispatcher
   readonly #service: HubService
   readonly #echo: boolean
+  readonly #rateLimit: RateLimit | false
+  readonly #maxJsonDepth: number
+  readonly #maxTopics: number
   readonly #log: FastifyBaseLogger
 
   constructor (options: ProtocolHandlerOptions) {
@@ -49,6 +62,9 @@ export class ProtocolHandler {
     this.#dispatcher = options.dispatcher
     this.#service = options.service
     this.#echo = options.echo
+    this.#rateLimit = options.messageRateLimit
+    this.#maxJsonDepth = options.maxJsonDepth
+    this.#maxTopics = options.maxTopicsPerConnection
     this.#log = options.log
   }
 
@@ -64,6 +80,21 @@ export class ProtocolHandler {
 
   async handle (connection: Connection, data: RawData, isBinary: boolean): Promise<void> {
     this.counters.messagesIn++
+    if (connection.closing) return
+    if (this.#rateLimit !== false) {
+      const verdict = takeMessageToken(connection, this.#rateLimit, Date.now())
+      if (verdict !== 'ok') {
+        this.counters.rateLimited++
+        if (verdict === 'flooding') {
+          this.counters.floodCloses++
+          this.#log.warn({ clientId: connection.id, ip: connection.ip }, 'ws-hub: client kept flooding past the rate limit, closing')
+          this.#connections.close(connection, CloseCodes.policyViolation, 'rate limit exceeded')
+        } else {
+          this.#error(connection, ErrorCodes.rateLimited, `more than ${this.#rateLimit.max} messages per ${this.#rateLimit.intervalMs} ms; message dropped`, undefined)
+        }
+        return
+      }
+    }
     if (isBinary) {
       this.#error(connection, ErrorCodes.unsupportedBinary, 'binary frames are not supported; send JSON text', undefined)
       return
@@ -73,6 +104,10 @@ export class ProtocolHandler {
       frame = JSON.parse(data.toString())
     } catch {
       this.#error(connection, ErrorCodes.invalidJson, 'message is not valid JSON', undefined)
+      return
+    }
+    if (nestsDeeperThan(frame, this.#maxJsonDepth)) {
+      this.#error(connection, ErrorCodes.invalidMessage, `message nests deeper than ${this.#maxJsonDepth} levels`, idOf(frame))
       return
     }
     const envelope = validateEnvelope(frame)
@@ -106,25 +141,36 @@ export class ProtocolHandler {
       case 'broadcast': {
         const frame = message as BroadcastFrame
         this.#maybeEcho(connection, frame.message)
-        await this.#dispatcher.send({ kind: 'all' }, { type: 'message', from: connection.id, message: frame.message })
+        await this.#dispatcher.send({ kind: 'all' }, withSender(connection, { type: 'message', message: frame.message }))
         return true
       }
       case 'direct': {
         const frame = message as DirectFrame
+        if ((frame.target === undefined) === (frame.user === undefined)) {
+          this.#error(connection, ErrorCodes.invalidMessage, 'direct needs exactly one of target (a client id) or user (a user id)', frame.id)
+          return false
+        }
         this.#maybeEcho(connection, frame.message)
-        const report = await this.#dispatcher.send(
-          { kind: 'client', id: frame.target },
-          { type: 'direct', from: connection.id, message: frame.message }
-        )
+        const target: Target = frame.target !== undefined ? { kind: 'client', id: frame.target } : { kind: 'user', userId: frame.user ?? '' }
+        const out = withSender(connection, { type: 'direct', message: frame.message })
+        if (frame.user !== undefined) out.user = frame.user
+        const report = await this.#dispatcher.send(target, out)
         if (report.recipients === 0 && report.remoteInstances === 0) {
-          this.#error(connection, ErrorCodes.unknownTarget, `no client with id ${frame.target}`, frame.id)
+          const who = frame.target !== undefined ? `client with id ${frame.target}` : `connection of user ${frame.user ?? ''}`
+          this.#error(connection, ErrorCodes.unknownTarget, `no ${who}`, frame.id)
           return false
         }
         return true
       }
-      case 'subscribe':
-        this.#connections.subscribe(connection, (message as SubscribeFrame).topic)
+      case 'subscribe': {
+        const topic = (message as SubscribeFrame).topic
+        if (!connection.topics.has(topic) && connection.topics.size >= this.#maxTopics) {
+          this.#error(connection, ErrorCodes.tooManyTopics, `at most ${this.#maxTopics} topics per connection`, message.id)
+          return false
+        }
+        this.#connections.subscribe(connection, topic)
         return true
+      }
       case 'unsubscribe':
         this.#connections.unsubscribe(connection, (message as UnsubscribeFrame).topic)
         return true
@@ -133,7 +179,7 @@ export class ProtocolHandler {
         this.#maybeEcho(connection, frame.message)
         await this.#dispatcher.send(
           { kind: 'topic', topic: frame.topic },
-          { type: 'publish', topic: frame.topic, from: connection.id, message: frame.message }
+          withSender(connection, { type: 'publish', topic: frame.topic, message: frame.message })
         )
         return true
       }
@@ -174,6 +220,16 @@ export class ProtocolHandler {
     if (id !== undefined) frame.id = id
     this.#reply(connection, frame)
   }
+}
+
+/**
+ * `from` is the server-assigned client id and `fromUser` the authenticated
+ * user: never values the client wrote.
+ */
+function withSender (connection: Connection, frame: OutgoingFrame): OutgoingFrame {
+  frame.from = connection.id
+  if (connection.userId !== null) frame.fromUser = connection.userId
+  return frame
 }
 
 /** The id of a frame that failed validation, if it carried a usable one. */

@@ -14,7 +14,9 @@ export const MessageId = Type.Union([
   Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH }),
   Type.Number()
 ])
-export const Topic = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH, pattern: '^\\S+$' })
+/** Letters, digits and `_ . : @ / -`: nothing that needs escaping in a URL path, a log line or a Redis key. */
+export const Topic = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH, pattern: '^[A-Za-z0-9_.:@/-]+$' })
+export const UserId = Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH })
 export const ClientId = Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH })
 /** Any JSON value. */
 export const Payload = Type.Unknown()
@@ -26,9 +28,11 @@ export const BroadcastFrameSchema = Type.Object({
   message: Payload,
   id: Type.Optional(MessageId)
 })
+/** To one client (`target`) or to every connection of a user (`user`): exactly one of the two. */
 export const DirectFrameSchema = Type.Object({
   type: Type.Literal('direct'),
-  target: ClientId,
+  target: Type.Optional(ClientId),
+  user: Type.Optional(UserId),
   message: Payload,
   id: Type.Optional(MessageId)
 })
@@ -80,10 +84,10 @@ export type PublishFrame = Static<typeof PublishFrameSchema>
 const Timestamp = Type.String({ format: 'date-time' })
 
 export const ServerFrames = {
-  welcome: Type.Object({ type: Type.Literal('welcome'), clientId: ClientId, userId: Type.Optional(Type.String()), timestamp: Timestamp }),
-  message: Type.Object({ type: Type.Literal('message'), from: Type.String(), message: Payload, timestamp: Timestamp }),
-  direct: Type.Object({ type: Type.Literal('direct'), from: Type.String(), user: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
-  publish: Type.Object({ type: Type.Literal('publish'), topic: Topic, from: Type.String(), message: Payload, timestamp: Timestamp }),
+  welcome: Type.Object({ type: Type.Literal('welcome'), clientId: ClientId, userId: Type.Optional(UserId), timestamp: Timestamp }),
+  message: Type.Object({ type: Type.Literal('message'), from: Type.String(), fromUser: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
+  direct: Type.Object({ type: Type.Literal('direct'), from: Type.String(), fromUser: Type.Optional(Type.String()), user: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
+  publish: Type.Object({ type: Type.Literal('publish'), topic: Topic, from: Type.String(), fromUser: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
   'server-broadcast': Type.Object({ type: Type.Literal('server-broadcast'), message: Payload, timestamp: Timestamp }),
   system: Type.Object({ type: Type.Literal('system'), message: Type.String(), timestamp: Timestamp }),
   echo: Type.Object({ type: Type.Literal('echo'), message: Payload, timestamp: Timestamp }),
@@ -110,6 +114,8 @@ export const ErrorCodes = {
   unknownType: 'unknown_type',
   unknownTarget: 'unknown_target',
   unsupportedBinary: 'unsupported_binary',
+  rateLimited: 'rate_limited',
+  tooManyTopics: 'too_many_topics',
   serviceError: 'service_error',
   internalError: 'internal_error'
 } as const
@@ -133,6 +139,23 @@ export function isBuiltInType (type: string): type is BuiltInType {
 }
 
 export type Validation = { ok: true } | { ok: false, error: string }
+
+/**
+ * Whether a parsed value nests deeper than `max`, walked without recursion
+ * so a hostile `[[[[...]]]]` cannot overflow the stack here.
+ */
+export function nestsDeeperThan (value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [unknown, number]
+    if (current === null || typeof current !== 'object') continue
+    if (depth >= max) return true
+    for (const child of Object.values(current)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
+    }
+  }
+  return false
+}
 
 function explain (checker: ReturnType<typeof Compile>, value: unknown): string {
   const first = [...checker.Errors(value)][0]

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { ConnectionManager } from './connection-manager.js'
 import type { MessageDispatcher } from './message-dispatcher.js'
 import type { Registry } from './registries/registry.js'
-import type { RestAuth } from './options.js'
+import type { RestAuth, RestRouteName } from './options.js'
 import { CloseCodes } from './protocol.js'
 import type { HubStats } from './index.js'
 import {
@@ -18,11 +18,13 @@ import {
   IdParams,
   ListQuery,
   PushBody,
-  TopicParams
+  TopicParams,
+  UserParams
 } from './rest-schemas.js'
 
 export interface RestRouteDeps {
   prefix: string
+  disable: ReadonlySet<RestRouteName>
   health: () => HealthReport
   stats: () => HubStats
   auth: RestAuth | undefined
@@ -33,8 +35,8 @@ export interface RestRouteDeps {
 
 const TAGS = ['ws-hub']
 
-function notFound (reply: FastifyReply, what: string): FastifyReply {
-  return reply.code(404).send({ statusCode: 404, error: 'Not Found', code: 'unknown_client', message: what })
+function notFound (reply: FastifyReply, code: string, what: string): FastifyReply {
+  return reply.code(404).send({ statusCode: 404, error: 'Not Found', code, message: what })
 }
 
 /** The REST push API, mounted under its own prefix in an encapsulated context. */
@@ -77,52 +79,81 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
 
     const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema }
 
-    app.get('/stats', {
-      schema: { tags: TAGS, summary: 'Counters of this instance', response: { 200: StatsSchema, 401: ErrorSchema } }
-    }, async () => deps.stats())
+    const on = (name: RestRouteName): boolean => !deps.disable.has(name)
 
-    app.get('/connections', {
-      schema: { tags: TAGS, summary: 'List connections', querystring: ListQuery, response: { 200: ConnectionList, 400: ErrorSchema, 401: ErrorSchema } }
-    }, async (request) => {
-      return registry.list({ limit: request.query.limit, offset: request.query.offset })
-    })
+    if (on('stats')) {
+      app.get('/stats', {
+        schema: { tags: TAGS, summary: 'Counters of this instance', response: { 200: StatsSchema, 401: ErrorSchema } }
+      }, async () => deps.stats())
+    }
 
-    app.get('/connections/:id', {
-      schema: { tags: TAGS, summary: 'Describe one connection', params: IdParams, response: { 200: ConnectionInfoSchema, ...errors } }
-    }, async (request, reply) => {
-      const info = connections.info(request.params.id)
-      if (info !== undefined) return info
-      return notFound(reply, `no client with id ${request.params.id}`)
-    })
+    if (on('listConnections')) {
+      app.get('/connections', {
+        schema: { tags: TAGS, summary: 'List connections of every instance', querystring: ListQuery, response: { 200: ConnectionList, 400: ErrorSchema, 401: ErrorSchema } }
+      }, async (request) => registry.list({ limit: request.query.limit, offset: request.query.offset }))
+    }
 
-    app.delete('/connections/:id', {
-      schema: { tags: TAGS, summary: 'Close a connection with code 4000', params: IdParams, response: { 204: Type204, ...errors } }
-    }, async (request, reply) => {
-      if (!connections.closeById(request.params.id, CloseCodes.closedByServer, 'closed by server')) {
-        return notFound(reply, `no client with id ${request.params.id}`)
-      }
-      return reply.code(204).send()
-    })
+    if (on('getConnection')) {
+      app.get('/connections/:id', {
+        schema: { tags: TAGS, summary: 'Describe one connection of this instance', params: IdParams, response: { 200: ConnectionInfoSchema, ...errors } }
+      }, async (request, reply) => {
+        const info = connections.info(request.params.id)
+        if (info !== undefined) return info
+        return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
+      })
+    }
 
-    app.post('/connections/broadcast', {
-      schema: { tags: TAGS, summary: 'Send {"type":"server-broadcast"} to every client', body: PushBody, response: { 200: DeliveryResponse, ...errors } }
-    }, async (request) => {
-      return dispatcher.broadcast(request.body.message)
-    })
+    if (on('closeConnection')) {
+      app.delete('/connections/:id', {
+        schema: { tags: TAGS, summary: 'Close a connection with code 4000, on whichever instance holds it', params: IdParams, response: { 204: Type204, ...errors } }
+      }, async (request, reply) => {
+        const report = await dispatcher.close({ kind: 'client', id: request.params.id }, CloseCodes.closedByServer, 'closed by server')
+        if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
+        return reply.code(204).send()
+      })
+    }
 
-    app.post('/connections/:id/send', {
-      schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server"} to one client', params: IdParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
-    }, async (request, reply) => {
-      const report = await dispatcher.sendTo(request.params.id, request.body.message)
-      if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, `no client with id ${request.params.id}`)
-      return report
-    })
+    if (on('broadcast')) {
+      app.post('/connections/broadcast', {
+        schema: { tags: TAGS, summary: 'Send {"type":"server-broadcast"} to every client', body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+      }, async (request) => dispatcher.broadcast(request.body.message))
+    }
 
-    app.post('/topics/:topic/publish', {
-      schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers', params: TopicParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
-    }, async (request) => {
-      return dispatcher.publish(request.params.topic, request.body.message)
-    })
+    if (on('sendToConnection')) {
+      app.post('/connections/:id/send', {
+        schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server"} to one client', params: IdParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+      }, async (request, reply) => {
+        const report = await dispatcher.sendTo(request.params.id, request.body.message)
+        if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
+        return report
+      })
+    }
+
+    if (on('publish')) {
+      app.post('/topics/:topic/publish', {
+        schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers', params: TopicParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+      }, async (request) => dispatcher.publish(request.params.topic, request.body.message))
+    }
+
+    if (on('sendToUser')) {
+      app.post('/users/:userId/send', {
+        schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server","user":...} to every connection of a user', params: UserParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+      }, async (request, reply) => {
+        const report = await dispatcher.sendToUser(request.params.userId, request.body.message)
+        if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_user', `no connection of user ${request.params.userId}`)
+        return report
+      })
+    }
+
+    if (on('closeUser')) {
+      app.delete('/users/:userId', {
+        schema: { tags: TAGS, summary: 'Close every connection of a user with 4000 (for example on logout)', params: UserParams, response: { 204: Type204, ...errors } }
+      }, async (request, reply) => {
+        const report = await dispatcher.close({ kind: 'user', userId: request.params.userId }, CloseCodes.closedByServer, 'closed by server')
+        if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_user', `no connection of user ${request.params.userId}`)
+        return reply.code(204).send()
+      })
+    }
   }, { prefix: deps.prefix })
 }
 

@@ -1,6 +1,6 @@
 /** TypeBox schemas of the REST push API: they validate input and feed Swagger. */
 import { Type, type Static } from 'typebox'
-import { ClientId, Topic } from './protocol.js'
+import { ClientId, Topic, UserId } from './protocol.js'
 
 export const ConnectionInfoSchema = Type.Object({
   id: Type.String(),
@@ -30,6 +30,7 @@ export const ConnectionList = Type.Object({
 
 export const IdParams = Type.Object({ id: ClientId })
 export const TopicParams = Type.Object({ topic: Topic })
+export const UserParams = Type.Object({ userId: UserId })
 
 /**
  * Any JSON except null and the empty string: an empty push is a caller's bug.
@@ -62,12 +63,24 @@ const Count = Type.Integer({ minimum: 0 })
 export const StatsSchema = Type.Object({
   instanceId: Type.String(),
   connections: Count,
-  handshakes: Type.Object({ accepted: Count, rejectedIpLimit: Count, rejectedTotalLimit: Count, abortedBeforeUpgrade: Count }),
+  handshakes: Type.Object({
+    accepted: Count,
+    rejectedOrigin: Count,
+    rejectedHandshakeRate: Count,
+    rejectedIpLimit: Count,
+    rejectedTotalLimit: Count,
+    rejectedUnauthenticated: Count,
+    rejectedUserLimit: Count,
+    abortedBeforeUpgrade: Count
+  }),
   messagesIn: Count,
   messagesOut: Count,
   bytesOut: Count,
   errorsSent: Count,
   serviceErrors: Count,
+  rateLimited: Count,
+  floodCloses: Count,
+  revalidationCloses: Count,
   slowConsumerCloses: Count,
   deadSocketsRemoved: Count,
   heartbeatTerminations: Count,

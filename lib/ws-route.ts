@@ -1,87 +1,41 @@
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
+import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify'
 import type { WebSocket } from 'ws'
 import { Connection } from './connection.js'
 import type { ConnectionManager } from './connection-manager.js'
 import type { MessageDispatcher } from './message-dispatcher.js'
 import type { ProtocolHandler } from './protocol-handler.js'
-import type { Registry } from './registries/registry.js'
+import type { Admission, HandshakeCounters } from './admission.js'
 import type { NormalizedOptions } from './options.js'
 import { normalizeIp } from './ip.js'
-import { Slot } from './slot.js'
 import { serializeFrame } from './frame.js'
-
-export interface HandshakeCounters {
-  accepted: number
-  rejectedIpLimit: number
-  rejectedTotalLimit: number
-  abortedBeforeUpgrade: number
-}
 
 export interface WsRouteDeps {
   options: NormalizedOptions
   connections: ConnectionManager
   dispatcher: MessageDispatcher
   protocol: ProtocolHandler
-  registry: Registry
+  admission: Admission
   counters: HandshakeCounters
 }
 
 /**
- * Registers the WebSocket route. Limits are checked in `onRequest`, which
- * @fastify/websocket runs before the upgrade: a rejected client never costs
+ * Registers the WebSocket route. Admission runs in `onRequest`, which
+ * @fastify/websocket runs before the upgrade: a refused client never costs
  * a WebSocket.
  */
 export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): void {
-  const { options, connections, protocol, registry, counters } = deps
-  const slots = new WeakMap<IncomingMessage, Slot>()
-  const limits = { perIp: options.maxConnectionsPerIp, total: options.maxConnections }
-
-  async function reserveSlot (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    // A plain GET (no upgrade) reserves nothing; the HTTP handler answers 400.
-    if (request.ws !== true) return
-    const ip = normalizeIp(request.ip)
-    const result = await registry.reserve(ip, limits)
-    if (!result.ok) {
-      const perIp = result.reason === 'ip_limit'
-      if (perIp) counters.rejectedIpLimit++
-      else counters.rejectedTotalLimit++
-      request.log.warn({ ip, reason: result.reason }, 'ws-hub: handshake rejected')
-      await reply
-        .code(perIp ? 429 : 503)
-        .header('retry-after', String(options.retryAfter))
-        .send({
-          statusCode: perIp ? 429 : 503,
-          error: perIp ? 'Too Many Requests' : 'Service Unavailable',
-          code: result.reason,
-          message: perIp
-            ? `too many connections from this address (limit ${options.maxConnectionsPerIp})`
-            : `the server is at its connection limit (${options.maxConnections})`
-        })
-      return
-    }
-    const slot = new Slot(registry, ip, request.log)
-    const socket = request.raw.socket as IncomingMessage['socket'] | undefined
-    if (socket !== undefined && socket !== null) {
-      // The TCP socket outlives every path: upgrade, aborted handshake, a
-      // later hook's rejection, or a client that hung up while we awaited.
-      if (socket.destroyed) {
-        counters.abortedBeforeUpgrade++
-        slot.release()
-        return
-      }
-      socket.once('close', () => slot.release())
-    }
-    slots.set(request.raw, slot)
-  }
+  const { options, connections, protocol, admission, counters } = deps
 
   function onSocket (socket: WebSocket, request: FastifyRequest): void {
-    const slot = slots.get(request.raw)
-    const connection = new Connection(randomUUID(), slot?.ip ?? normalizeIp(request.ip), null, socket)
-    if (slot !== undefined) socket.once('close', () => slot.release())
+    const admitted = admission.admitted(request)
+    const identity = admitted?.identity ?? null
+    const connection = new Connection(randomUUID(), admitted?.ip ?? normalizeIp(request.ip, options.ipv6Prefix), identity, socket)
+    if (admitted !== undefined) socket.once('close', () => admitted.slot.release())
     counters.accepted++
     connections.add(connection)
+    // The user's pending reservation is now a live connection.
+    admitted?.settleUser()
 
     socket.on('message', (data, isBinary) => {
       protocol.handle(connection, data, isBinary).catch((err: unknown) => {
@@ -92,7 +46,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     socket.once('close', (code, reason) => {
       connections.remove(connection)
       const reasonText = reason.toString()
-      request.log.info({ clientId: connection.id, ip: connection.ip, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
+      request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
       if (options.announce) announce(deps, `Client ${connection.id} left.`, undefined)
       const onDisconnect = options.service.onDisconnect
       if (onDisconnect !== undefined) {
@@ -100,8 +54,10 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       }
     })
 
-    connections.write(connection, serializeFrame({ type: 'welcome', clientId: connection.id }))
-    request.log.info({ clientId: connection.id, ip: connection.ip }, 'ws-hub: connection opened')
+    connections.write(connection, serializeFrame(identity === null
+      ? { type: 'welcome', clientId: connection.id }
+      : { type: 'welcome', clientId: connection.id, userId: identity.userId }))
+    request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId }, 'ws-hub: connection opened')
     if (options.announce) announce(deps, `Client ${connection.id} joined.`, connection)
     const onConnect = options.service.onConnect
     if (onConnect !== undefined) {
@@ -114,7 +70,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     url: options.path,
     // @fastify/swagger reads `hide`; the WebSocket protocol is documented apart.
     schema: HIDDEN,
-    onRequest: reserveSlot,
+    onRequest: admission.check,
     handler: async (_request, reply) => {
       return reply.code(400).send({
         statusCode: 400,

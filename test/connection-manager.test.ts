@@ -12,7 +12,7 @@ function setup (maxBufferedBytes = 1000) {
   let n = 0
   const connect = (ip = '1.1.1.1', userId: string | null = null) => {
     const socket = new FakeSocket()
-    const connection = new Connection(`c${++n}`, ip, userId, socket as unknown as WebSocket, 0)
+    const connection = new Connection(`c${++n}`, ip, userId === null ? null : { userId }, socket as unknown as WebSocket, 0)
     manager.add(connection)
     return { connection, socket }
   }

@@ -63,7 +63,7 @@ export class TestClient {
   }
 
   /** The next frame (of a type, if given), skipping others of other types. */
-  async next (type?: string, timeoutMs = 3000): Promise<Frame> {
+  async next (type?: string, timeoutMs = 5000): Promise<Frame> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       const index = this.frames.findIndex((f) => type === undefined || f.type === type)
@@ -95,7 +95,7 @@ export async function connect (url: string, options: ClientOptions = {}): Promis
 }
 
 /** Waits until a condition holds, polling; for state that settles after events. */
-export async function until (condition: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
+export async function until (condition: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)

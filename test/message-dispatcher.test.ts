@@ -32,7 +32,7 @@ async function setup (withBroker = true) {
   const add = (id: string, userId: string | null = null) => {
     const socket = new FakeSocket()
     sockets.set(id, socket)
-    const connection = new Connection(id, '1.1.1.1', userId, socket as unknown as WebSocket)
+    const connection = new Connection(id, '1.1.1.1', userId === null ? null : { userId }, socket as unknown as WebSocket)
     connections.add(connection)
     return connection
   }

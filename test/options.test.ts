@@ -16,7 +16,19 @@ t.test('every option has its documented default', async (t) => {
   t.equal(o.echo, false)
   t.equal(o.instanceId, undefined)
   t.same(o.service, {})
-  t.same(o.rest, { prefix: '/api', auth: undefined })
+  t.same(o.rest, { prefix: '/api', auth: undefined, disable: new Set() })
+  t.equal(o.authenticate, undefined)
+  t.same(o.protocols, ['ws-hub.v1'])
+  t.equal(o.maxConnectionsPerUser, 10)
+  t.equal(o.revalidate, undefined)
+  t.equal(o.revalidateInterval, 60_000)
+  t.equal(o.allowedOrigins, null, 'no origin check unless configured')
+  t.equal(o.allowMissingOrigin, false)
+  t.same(o.messageRateLimit, { max: 200, intervalMs: 1000 })
+  t.same(o.handshakeRateLimit, { max: 120, intervalMs: 60_000 })
+  t.equal(o.maxJsonDepth, 32)
+  t.equal(o.maxTopicsPerConnection, 100)
+  t.equal(o.ipv6Prefix, 64)
   t.same(o.broker, { type: 'memory' })
   t.same(o.registry, { type: 'memory' })
   t.equal(DEFAULTS.maxConnectionsPerIp, 50)
@@ -26,8 +38,17 @@ t.test('the caller\'s options object is not mutated', async (t) => {
   const input = Object.freeze({ maxConnections: 5, rest: Object.freeze({ prefix: '/push' }) })
   const o = normalizeOptions(input)
   t.equal(o.maxConnections, 5)
-  t.same(o.rest, { prefix: '/push', auth: undefined })
+  t.same(o.rest, { prefix: '/push', auth: undefined, disable: new Set() })
   t.same(input, { maxConnections: 5, rest: { prefix: '/push' } })
+})
+
+t.test('rate limits can be turned off and are copied, not shared', async (t) => {
+  const limit = { max: 5, intervalMs: 10 }
+  const o = normalizeOptions({ messageRateLimit: limit, handshakeRateLimit: false, allowedOrigins: ['https://a.example'] })
+  t.same(o.messageRateLimit, limit)
+  t.not(o.messageRateLimit, limit)
+  t.equal(o.handshakeRateLimit, false)
+  t.same([...(o.allowedOrigins ?? [])], ['https://a.example'])
 })
 
 t.test('rest: false disables the REST API', async (t) => {
@@ -43,7 +64,20 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['announce', { announce: 'yes' }, /option "announce" must be boolean/],
   ['unknown option', { maxConections: 3 }, /option "maxConections" is not a known option/],
   ['service hook', { service: { onMessage: 'nope' } }, /option "service.onMessage"/],
-  ['rest.prefix', { rest: { prefix: 'api' } }, /option "rest/]
+  ['rest.prefix', { rest: { prefix: 'api' } }, /option "rest/],
+  ['rest.disable', { rest: { disable: ['nuke'] } }, /option "rest/],
+  ['authenticate', { authenticate: 'token' }, /option "authenticate"/],
+  ['protocols', { protocols: ['has space'] }, /option "protocols.0" must match pattern/],
+  ['empty protocols', { protocols: [] }, /option "protocols"/],
+  ['maxConnectionsPerUser', { maxConnectionsPerUser: 0 }, /option "maxConnectionsPerUser" must be >= 1/],
+  ['revalidateInterval', { revalidateInterval: 0 }, /option "revalidateInterval" must be >= 1/],
+  ['allowedOrigins', { allowedOrigins: 'https://a' }, /option "allowedOrigins" must be array/],
+  ['allowMissingOrigin', { allowMissingOrigin: 1 }, /option "allowMissingOrigin" must be boolean/],
+  ['messageRateLimit', { messageRateLimit: { max: 0, intervalMs: 1 } }, /option "messageRateLimit/],
+  ['handshakeRateLimit', { handshakeRateLimit: true }, /option "handshakeRateLimit/],
+  ['maxJsonDepth', { maxJsonDepth: 0 }, /option "maxJsonDepth" must be >= 1/],
+  ['maxTopicsPerConnection', { maxTopicsPerConnection: -2 }, /option "maxTopicsPerConnection" must be >= 1/],
+  ['ipv6Prefix', { ipv6Prefix: 129 }, /option "ipv6Prefix" must be <= 128/]
 ]
 
 for (const [name, options, message] of bad) {
