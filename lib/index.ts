@@ -139,10 +139,21 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
 
   // Brokers close after the sockets (those go in preClose), in the reverse
   // order they were opened; what the user passed in is left open.
+  // Each step runs even when an earlier one fails (a backend that is down
+  // must not keep the process alive); failures are logged, not thrown.
   fastify.addHook('onClose', async () => {
-    if (broker.value !== null && broker.owned) await broker.value.close()
-    await registry.value.leave(instanceId)
-    if (registry.owned) await registry.value.close()
+    const steps: Array<[string, () => Promise<void>]> = [
+      ['broker close', async () => { if (broker.value !== null && broker.owned) await broker.value.close() }],
+      ['registry leave', async () => registry.value.leave(instanceId)],
+      ['registry close', async () => { if (registry.owned) await registry.value.close() }]
+    ]
+    for (const [name, step] of steps) {
+      try {
+        await step()
+      } catch (err) {
+        log.error({ err }, `ws-hub: ${name} failed during shutdown`)
+      }
+    }
   })
 
   await registry.value.join(instanceId)
@@ -200,3 +211,5 @@ export type { Registry, Limits, ReserveResult } from './registries/registry.js'
 export { MemoryRegistry } from './registries/memory-registry.js'
 export type { Envelope, Target } from './envelope.js'
 export { normalizeIp } from './ip.js'
+export { redactUrl, redactedRequestSerializer } from './redact.js'
+export type { Identity, Authenticate, Revalidate, RateLimit, RestRouteName } from './options.js'

@@ -47,14 +47,14 @@ export class MessageDispatcher {
   readonly #connections: ConnectionManager
   readonly #registry: Registry
   readonly #broker: Broker | null
-  readonly #log: FastifyBaseLogger
+  readonly #failures: FailureLog
 
   constructor (options: MessageDispatcherOptions) {
     this.#instanceId = options.instanceId
     this.#connections = options.connections
     this.#registry = options.registry
     this.#broker = options.broker
-    this.#log = options.log
+    this.#failures = new FailureLog(options.log)
   }
 
   /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
@@ -85,24 +85,37 @@ export class MessageDispatcher {
     const text = frameText(frame)
     const recipients = this.deliverLocal(target, Buffer.from(text), options.exclude)
     if (this.#broker === null) return { recipients, remoteInstances: 0 }
+    if (target.kind === 'client' && recipients > 0) return { recipients, remoteInstances: 0 }
+    return { recipients, remoteInstances: await this.#sendRemote({ origin: this.#instanceId, target, frame: text }) }
+  }
 
-    const envelope: Envelope = { origin: this.#instanceId, target, frame: text }
-    if (target.kind === 'client') {
-      if (recipients > 0) return { recipients, remoteInstances: 0 }
-      const holder = await this.#registry.locate(target.id)
-      if (holder === null || holder === this.#instanceId) return { recipients, remoteInstances: 0 }
-      await this.#publish(envelope, [holder])
-      return { recipients, remoteInstances: 1 }
+  /**
+   * Hands an envelope to the instances that need it and returns how many.
+   * Never throws: the local clients already have the message, so a broker
+   * or registry failure is counted and logged, not thrown at the sender.
+   */
+  async #sendRemote (envelope: Envelope): Promise<number> {
+    try {
+      const target = envelope.target
+      if (target.kind === 'client') {
+        const holder = await this.#registry.locate(target.id)
+        if (holder === null || holder === this.#instanceId) return 0
+        await this.#broker?.publish(envelope, { instances: [holder] })
+        return 1
+      }
+      if (target.kind === 'user') {
+        const holders = (await this.#registry.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
+        if (holders.length === 0) return 0
+        await this.#broker?.publish(envelope, { instances: holders })
+        return holders.length
+      }
+      await this.#broker?.publish(envelope, {})
+      return (await this.#registry.instances()).filter((id) => id !== this.#instanceId).length
+    } catch (err) {
+      this.counters.brokerPublishFailures++
+      this.#failures.record(err, envelope.target)
+      return 0
     }
-    if (target.kind === 'user') {
-      const holders = (await this.#registry.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
-      if (holders.length === 0) return { recipients, remoteInstances: 0 }
-      await this.#publish(envelope, holders)
-      return { recipients, remoteInstances: holders.length }
-    }
-    await this.#publish(envelope, undefined)
-    const others = (await this.#registry.instances()).filter((id) => id !== this.#instanceId)
-    return { recipients, remoteInstances: others.length }
   }
 
   /**
@@ -118,7 +131,13 @@ export class MessageDispatcher {
       : await this.#registry.locateUser(target.userId)
     const others = holders.filter((id): id is string => id !== null && id !== this.#instanceId)
     if (others.length === 0) return { recipients, remoteInstances: 0 }
-    await this.#publish({ origin: this.#instanceId, target, frame: '', control: { close: { code, reason } } }, others)
+    try {
+      await this.#broker.publish({ origin: this.#instanceId, target, frame: '', control: { close: { code, reason } } }, { instances: others })
+    } catch (err) {
+      this.counters.brokerPublishFailures++
+      this.#failures.record(err, target)
+      return { recipients, remoteInstances: 0 }
+    }
     return { recipients, remoteInstances: others.length }
   }
 
@@ -162,18 +181,34 @@ export class MessageDispatcher {
         return writeAll(connections, connections.all(), data, exclude)
     }
   }
+}
 
-  async #publish (envelope: Envelope, instances: string[] | undefined): Promise<void> {
-    const broker = this.#broker
-    if (broker === null) return
-    try {
-      await broker.publish(envelope, instances === undefined ? {} : { instances })
-    } catch (err) {
-      // Remote delivery is at most once: the local clients already have it,
-      // so a broker failure is counted and logged, not thrown at the sender.
-      this.counters.brokerPublishFailures++
-      this.#log.error({ err, target: envelope.target }, 'ws-hub: broker publish failed; message not delivered to other instances')
+/**
+ * During a broker outage every publish fails; one error line per failure
+ * would flood the logs. Logs the first failure, then a summary at most
+ * every `intervalMs` while failures continue.
+ */
+class FailureLog {
+  readonly #log: FastifyBaseLogger
+  readonly #intervalMs: number
+  #lastLoggedAt = 0
+  #suppressed = 0
+
+  constructor (log: FastifyBaseLogger, intervalMs = 10_000) {
+    this.#log = log
+    this.#intervalMs = intervalMs
+  }
+
+  record (err: unknown, target: Target): void {
+    const now = Date.now()
+    if (now - this.#lastLoggedAt < this.#intervalMs) {
+      this.#suppressed++
+      return
     }
+    this.#log.error({ err, target, suppressedSinceLastLog: this.#suppressed },
+      'ws-hub: cross-instance delivery failed; local clients were served, other instances were not')
+    this.#lastLoggedAt = now
+    this.#suppressed = 0
   }
 }
 

@@ -187,12 +187,12 @@ export class ProtocolHandler {
   }
 
   async #custom (connection: Connection, message: ClientFrame): Promise<boolean> {
-    const onMessage = this.#service.onMessage
-    if (onMessage === undefined) {
+    // Called as a method: a class-based service keeps its `this`.
+    if (this.#service.onMessage === undefined) {
       this.#error(connection, ErrorCodes.unknownType, `unknown message type "${message.type}"`, message.id)
       return false
     }
-    await onMessage(message, this.context(connection))
+    await this.#service.onMessage(message, this.context(connection))
     return true
   }
 

@@ -48,9 +48,9 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       const reasonText = reason.toString()
       request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
       if (options.announce) announce(deps, `Client ${connection.id} left.`, undefined)
-      const onDisconnect = options.service.onDisconnect
-      if (onDisconnect !== undefined) {
-        runHook(request, connection, 'onDisconnect', () => onDisconnect(protocol.context(connection), { code, reason: reasonText }))
+      const service = options.service
+      if (service.onDisconnect !== undefined) {
+        runHook(request, connection, 'onDisconnect', () => service.onDisconnect?.(protocol.context(connection), { code, reason: reasonText }))
       }
     })
 
@@ -59,9 +59,10 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       : { type: 'welcome', clientId: connection.id, userId: identity.userId }))
     request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId }, 'ws-hub: connection opened')
     if (options.announce) announce(deps, `Client ${connection.id} joined.`, connection)
-    const onConnect = options.service.onConnect
-    if (onConnect !== undefined) {
-      runHook(request, connection, 'onConnect', () => onConnect(protocol.context(connection)))
+    const service = options.service
+    if (service.onConnect !== undefined) {
+      // Hooks are called as methods so a class-based service keeps its `this`.
+      runHook(request, connection, 'onConnect', () => service.onConnect?.(protocol.context(connection)))
     }
   }
 

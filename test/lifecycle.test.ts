@@ -122,3 +122,23 @@ t.test('a dead socket found during a send is cleaned up', async (t) => {
   t.equal(app.wsHub.stats().deadSocketsRemoved, 1)
   client.socket.terminate()
 })
+
+t.test('shutdown finishes when the registry fails, and leaves a user-passed broker open', async (t) => {
+  const { MemoryRegistry } = await import('../lib/index.js')
+  const registry = new MemoryRegistry()
+  registry.leave = async () => { throw new Error('registry down') }
+  const broker = {
+    start: async () => {},
+    publish: async () => {},
+    state: () => 'down' as const,
+    closed: false,
+    async close () { this.closed = true }
+  }
+  const lines: string[] = []
+  const app = Fastify({ logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } })
+  await app.register(wsHub, { heartbeatInterval: 0, broker: { type: 'custom', broker }, registry: { type: 'custom', registry } })
+  await app.ready()
+  await app.close()
+  t.ok(lines.some((l) => l.includes('registry leave failed')))
+  t.equal(broker.closed, false, 'what the user passed in is not closed')
+})

@@ -114,7 +114,7 @@ t.test('a broker failure is counted and logged; local clients still get the mess
   t.equal(report.recipients, 1)
   t.equal(sockets.get('a')?.sent.length, 1)
   t.equal(dispatcher.counters.brokerPublishFailures, 1)
-  t.ok(lines.some((l) => l.level === 'error' && String(l.args[1]).includes('broker publish failed')))
+  t.ok(lines.some((l) => l.level === 'error' && String(l.args[1]).includes('cross-instance delivery failed')))
 })
 
 t.test('receive delivers remote envelopes byte for byte and ignores its own', async (t) => {
@@ -132,4 +132,24 @@ t.test('exclude skips one local client', async (t) => {
   await dispatcher.send({ kind: 'all' }, { type: 'system', message: 'x' }, { exclude: a })
   t.equal(sockets.get('a')?.sent.length, 0)
   t.equal(sockets.get('b')?.sent.length, 1)
+})
+
+t.test('a registry failure after local delivery is counted, not thrown', async (t) => {
+  const { dispatcher, add, sockets, registry } = await setup()
+  add('a')
+  registry.instances = async () => { throw new Error('redis down') }
+  registry.locate = async () => { throw new Error('redis down') }
+  t.same(await dispatcher.broadcast('x'), { recipients: 1, remoteInstances: 0 })
+  t.same(await dispatcher.sendTo('elsewhere', 'x'), { recipients: 0, remoteInstances: 0 })
+  t.equal(sockets.get('a')?.sent.length, 1)
+  t.equal(dispatcher.counters.brokerPublishFailures, 2)
+})
+
+t.test('failure logging is throttled during an outage', async (t) => {
+  const { dispatcher, add, broker, lines } = await setup()
+  add('a')
+  broker.fail = true
+  for (let n = 0; n < 50; n++) await dispatcher.broadcast(n)
+  t.equal(dispatcher.counters.brokerPublishFailures, 50)
+  t.equal(lines.filter((l) => l.level === 'error').length, 1, 'one line, not fifty')
 })

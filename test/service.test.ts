@@ -69,3 +69,19 @@ t.test('a service without onMessage leaves custom types unknown', async (t) => {
   a.send({ type: 'x' })
   t.equal((await a.next('error')).code, 'unknown_type')
 })
+
+t.test('a class-based service keeps its this', async (t) => {
+  class Counter implements HubService {
+    count = 0
+    async onConnect (): Promise<void> { this.count++ }
+    async onMessage (_message: unknown, ctx: { reply: (f: { type: string, [k: string]: unknown }) => void }): Promise<void> {
+      this.count++
+      ctx.reply({ type: 'count', value: this.count })
+    }
+  }
+  const service = new Counter()
+  const { wsUrl } = await build(t, { service })
+  const a = await connect(wsUrl)
+  a.send({ type: 'tick' })
+  t.equal((await a.next('count')).value, 2)
+})
