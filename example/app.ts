@@ -1,0 +1,59 @@
+/**
+ * The example app: a chat page, Swagger docs for the REST push API, and the
+ * hub with a demo service. `server.ts` listens; tests call this directly.
+ */
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import fastifyStatic from '@fastify/static'
+import wsHub from 'fastify-ws-hub'
+import { readConfig, type Env } from './config.js'
+import { API_KEY_HEADER } from './api-key.js'
+import { demoService, registerTicker } from './demo-service.js'
+
+// The example lives in the library's repository and imports it by name, so
+// its package.json is the root of the checkout (or of the Docker image):
+// that is where the version and the chat page are, compiled or not.
+const packageJsonPath = createRequire(import.meta.url).resolve('fastify-ws-hub/package.json')
+const { version } = createRequire(import.meta.url)(packageJsonPath) as { version: string }
+export const PUBLIC_DIR = join(dirname(packageJsonPath), 'example', 'public')
+
+const DESCRIPTION = [
+  'The REST push API of the fastify-ws-hub example.',
+  '',
+  'Clients connect with a WebSocket to **`/ws`** and speak JSON frames:',
+  '`broadcast`, `direct`, `subscribe`, `unsubscribe`, `publish`, `ping`, plus this',
+  'example\'s custom `roll` type. The routes below push to those clients from a backend.'
+].join('\n')
+
+export async function buildExampleApp (env: Env = process.env, server: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const config = readConfig(env)
+  const app = Fastify({ logger: { level: config.logLevel }, ...server })
+  const secured = typeof config.hub.rest === 'object' && config.hub.rest.auth !== undefined
+
+  // Swagger first: it documents the routes registered after it, the hub's included.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'fastify-ws-hub example', description: DESCRIPTION, version },
+      tags: [{ name: 'ws-hub', description: 'Push to WebSocket clients' }],
+      ...(secured
+        ? {
+            components: { securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: API_KEY_HEADER } } },
+            security: [{ apiKey: [] }]
+          }
+        : {})
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+
+  await app.register(wsHub, { ...config.hub, service: demoService })
+  registerTicker(app)
+
+  // Only the files present at start are served (no wildcard route), and `/`
+  // is index.html.
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, wildcard: false })
+  return app
+}

@@ -1,0 +1,229 @@
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildExampleApp, PUBLIC_DIR } from '../example/app.js'
+import { readConfig, ConfigError, type Env } from '../example/config.js'
+import { priceAt } from '../example/demo-service.js'
+import { connect, handshakeStatus, type Tap } from './helpers.js'
+
+// The example imports the plugin by its package name, which resolves to
+// dist/: run `npm run build` before these tests (`npm test` does).
+
+interface Running {
+  app: FastifyInstance
+  url: string
+  wsUrl: string
+}
+
+async function start (t: Tap, env: Env = {}): Promise<Running> {
+  const app = await buildExampleApp(env, { logger: false })
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no address')
+  return { app, url: `http://127.0.0.1:${address.port}`, wsUrl: `ws://127.0.0.1:${address.port}/ws` }
+}
+
+t.test('GET / serves the chat page and its assets', async (t) => {
+  const { url } = await start(t)
+  const page = await fetch(`${url}/`)
+  t.equal(page.status, 200)
+  t.match(page.headers.get('content-type'), /^text\/html/)
+  const html = await page.text()
+  for (const id of ['status', 'client-id', 'messages', 'message-input', 'send-broadcast', 'target-input', 'send-direct', 'prices']) {
+    t.match(html, `id="${id}"`, `the page has #${id}`)
+  }
+  t.match(html, 'src="/chat.js"')
+
+  const script = await fetch(`${url}/chat.js`)
+  t.equal(script.status, 200)
+  t.match(script.headers.get('content-type'), /javascript/)
+  const css = await fetch(`${url}/chat.css`)
+  t.match(css.headers.get('content-type'), /^text\/css/)
+  await css.arrayBuffer()
+
+  const js = await script.text()
+  t.match(js, "type: 'broadcast'")
+  t.match(js, "type: 'direct'")
+  // Frames carry other users' text: it must never be parsed as HTML.
+  t.notMatch(js, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/)
+})
+
+t.test('the served page is the file in example/public', async (t) => {
+  const { url } = await start(t)
+  const served = await (await fetch(`${url}/`)).text()
+  t.equal(served, await readFile(join(PUBLIC_DIR, 'index.html'), 'utf8'))
+})
+
+t.test('/docs serves Swagger UI and /docs/json documents the REST API', async (t) => {
+  const { url } = await start(t)
+  const ui = await fetch(`${url}/docs`)
+  t.equal(ui.status, 200)
+  t.match(await ui.text(), /swagger/i)
+
+  const response = await fetch(`${url}/docs/json`)
+  t.equal(response.status, 200)
+  const spec = await response.json() as { openapi: string, info: { title: string, description: string }, paths: Record<string, Record<string, unknown>>, security?: unknown }
+  t.match(spec.openapi, /^3\./)
+  t.equal(spec.info.title, 'fastify-ws-hub example')
+  t.match(spec.info.description, '/ws')
+  t.ok(spec.paths['/api/connections/broadcast']?.post, 'broadcast route documented')
+  t.ok(spec.paths['/api/connections/{id}/send']?.post, 'send route documented')
+  t.ok(spec.paths['/api/topics/{topic}/publish']?.post, 'publish route documented')
+  t.ok(spec.paths['/api/connections']?.get, 'list route documented')
+  t.notOk(spec.paths['/ws'], 'the WebSocket route is documented apart')
+  t.notOk(spec.paths['/'], 'static files are not API routes')
+  t.equal(spec.security, undefined, 'no API key scheme without API_KEY')
+})
+
+t.test('a client is welcomed and can chat', async (t) => {
+  const { wsUrl } = await start(t)
+  const a = await connect(wsUrl)
+  const b = await connect(wsUrl)
+  t.teardown(() => { a.close(); b.close() })
+  t.match(a.clientId, /^[0-9a-f-]{36}$/)
+  a.send({ type: 'broadcast', message: 'hello' })
+  t.match(await b.next('message'), { from: a.clientId, message: 'hello' })
+  b.send({ type: 'direct', target: a.clientId, message: 'psst' })
+  t.match(await a.next('direct'), { from: b.clientId, message: 'psst' })
+})
+
+t.test('the roll message type', async (t) => {
+  const { wsUrl } = await start(t)
+  const client = await connect(wsUrl)
+  t.teardown(() => client.close())
+
+  client.send({ type: 'roll', sides: 20, id: 'r1' })
+  const rolled = await client.next('rolled')
+  t.equal(rolled.sides, 20)
+  t.ok(Number.isInteger(rolled.value) && Number(rolled.value) >= 1 && Number(rolled.value) <= 20, `value ${String(rolled.value)} is on a d20`)
+  t.equal((await client.next('ack')).id, 'r1', 'acked once handled')
+
+  client.send({ type: 'roll' })
+  t.equal((await client.next('rolled')).sides, 6, 'six sides by default')
+
+  for (const sides of [1, 101, 2.5, '6', null]) {
+    client.send({ type: 'roll', sides, id: `bad-${String(sides)}` })
+    t.match(await client.next('error'), { code: 'invalid_sides', id: `bad-${String(sides)}` }, `sides ${JSON.stringify(sides)} is refused`)
+  }
+
+  client.send({ type: 'dance', id: 9 })
+  t.match(await client.next('error'), { code: 'unknown_type', id: 9 }, 'types the service does not know stay unknown')
+})
+
+t.test('the ticker publishes prices to subscribers', async (t) => {
+  const { wsUrl } = await start(t)
+  const client = await connect(wsUrl)
+  t.teardown(() => client.close())
+  client.send({ type: 'subscribe', topic: 'prices', id: 1 })
+  t.equal((await client.next('ack')).id, 1)
+  // One tick a second: wait a little over one.
+  const frame = await client.next('publish', 2500)
+  t.equal(frame.topic, 'prices')
+  t.equal(frame.from, 'server')
+  const tick = frame.message as { symbol: unknown, price: unknown }
+  t.type(tick.symbol, 'string')
+  t.type(tick.price, 'number')
+})
+
+t.test('prices are a function of the clock, so instances agree', async (t) => {
+  t.equal(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_000))
+  t.not(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_030), 'and they move')
+  t.throws(() => priceAt('NOPE', 0), RangeError)
+})
+
+t.test('with API_KEY, the REST API needs the x-api-key header', async (t) => {
+  const { url, wsUrl } = await start(t, { API_KEY: 's3cret' })
+  const list = `${url}/api/connections`
+
+  t.equal((await fetch(list)).status, 401, 'no header')
+  t.equal((await fetch(list, { headers: { 'x-api-key': 'wrong' } })).status, 401, 'wrong key')
+  t.equal((await fetch(list, { headers: { 'x-api-key': 's3cret-and-more' } })).status, 401, 'key with a matching prefix')
+  const allowed = await fetch(list, { headers: { 'x-api-key': 's3cret' } })
+  t.equal(allowed.status, 200, 'right key')
+  t.match(await allowed.json(), { count: 0 })
+
+  const client = await connect(wsUrl)
+  t.teardown(() => client.close())
+  const push = await fetch(`${url}/api/connections/broadcast`, {
+    method: 'POST',
+    headers: { 'x-api-key': 's3cret', 'content-type': 'application/json' },
+    body: JSON.stringify({ message: 'from the backend' })
+  })
+  t.equal(push.status, 200)
+  t.match(await push.json(), { recipients: 1 })
+  t.match(await client.next('server-broadcast'), { message: 'from the backend' })
+
+  const spec = await (await fetch(`${url}/docs/json`)).json() as { security?: unknown, components?: { securitySchemes?: unknown } }
+  t.same(spec.security, [{ apiKey: [] }], 'Swagger UI offers to send the key')
+  t.match(spec.components?.securitySchemes, { apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' } })
+})
+
+t.test('without API_KEY, the REST API is open', async (t) => {
+  const { url } = await start(t)
+  t.equal((await fetch(`${url}/api/connections`)).status, 200)
+})
+
+t.test('MAX_CONNECTIONS_PER_IP limits connections per address', async (t) => {
+  const { wsUrl } = await start(t, { MAX_CONNECTIONS_PER_IP: '1' })
+  const first = await connect(wsUrl)
+  t.teardown(() => first.close())
+  const second = await handshakeStatus(wsUrl)
+  second.socket?.close()
+  t.equal(second.status, 429)
+})
+
+/** Runs the Docker HEALTHCHECK script against a port; resolves with its exit code. */
+function healthcheck (port: number): Promise<number | null> {
+  const script = fileURLToPath(new URL('../example/healthcheck.ts', import.meta.url))
+  // tap's TypeScript loader runs the .ts script as is.
+  const loader = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript'))
+  const child = spawn(process.execPath, [...loader, script], { env: { ...process.env, PORT: String(port) }, stdio: 'ignore' })
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code) => resolve(code))
+  })
+}
+
+t.test('the Docker healthcheck passes on a ready server and fails on a stopped one', async (t) => {
+  const { app } = await start(t)
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no address')
+  t.equal(await healthcheck(address.port), 0, 'ready')
+  await app.close()
+  t.equal(await healthcheck(address.port), 1, 'stopped')
+})
+
+t.test('readConfig maps the environment to hub options', async (t) => {
+  const defaults = readConfig({})
+  t.equal(defaults.port, 3000)
+  t.equal(defaults.host, 'localhost')
+  t.same(defaults.hub, {}, 'in memory, hub defaults, open REST API')
+
+  t.match(readConfig({ PORT: '8080', HOST: '0.0.0.0', LOG_LEVEL: 'warn' }), { port: 8080, host: '0.0.0.0', logLevel: 'warn' })
+  t.equal(readConfig({ MAX_CONNECTIONS_PER_IP: '5' }).hub.maxConnectionsPerIp, 5)
+
+  t.same(readConfig({ REDIS_URL: 'redis://redis:6379' }).hub, {
+    broker: { type: 'redis', url: 'redis://redis:6379' },
+    registry: { type: 'redis', url: 'redis://redis:6379' }
+  }, 'Redis for both')
+  t.same(readConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2:9092 ,' }).hub, {
+    broker: { type: 'kafka', brokers: ['kafka-1:9092', 'kafka-2:9092'] }
+  }, 'Kafka alone: memory registry')
+  t.same(readConfig({ REDIS_URL: 'redis://redis:6379', KAFKA_BROKERS: 'kafka:9092' }).hub, {
+    broker: { type: 'kafka', brokers: ['kafka:9092'] },
+    registry: { type: 'redis', url: 'redis://redis:6379' }
+  }, 'Kafka wins the broker, Redis keeps the registry')
+  t.same(readConfig({ REDIS_URL: '', KAFKA_BROKERS: '  ' }).hub, {}, 'blank means unset')
+
+  const withKey = readConfig({ API_KEY: 'k' }).hub.rest
+  t.ok(withKey !== undefined && withKey !== false && typeof withKey.auth === 'function', 'API_KEY sets rest.auth')
+
+  for (const [name, value] of [['PORT', 'http'], ['PORT', '70000'], ['PORT', '1e3'], ['MAX_CONNECTIONS_PER_IP', '0'], ['MAX_CONNECTIONS_PER_IP', '1.5'], ['MAX_CONNECTIONS_PER_IP', '-1'], ['KAFKA_BROKERS', ',']] as const) {
+    t.throws(() => readConfig({ [name]: value }), ConfigError, `${name}=${value} is refused`)
+  }
+  t.throws(() => readConfig({ PORT: 'http' }), { message: /PORT must be an integer from 0 to 65535 \(got "http"\)/ })
+})
