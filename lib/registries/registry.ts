@@ -42,7 +42,11 @@ export interface Registry {
   /** The instances holding at least one connection of a user. */
   locateUser: (userId: string) => Promise<string[]>
   list: (page: Page) => Promise<ConnectionPage>
-  /** Announces a hub instance; the registry keeps it listed until `leave`. */
+  /**
+   * Announces the hub instance this registry acts for; it stays listed until
+   * `leave`, or until its lease lapses (a crashed instance). `join` comes
+   * first: reserve, release, add, update and remove act for that instance.
+   */
   join: (instanceId: string) => Promise<void>
   leave: (instanceId: string) => Promise<void>
   /** Hub instances currently alive. */
