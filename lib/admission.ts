@@ -15,6 +15,7 @@ export interface HandshakeCounters {
   rejectedTotalLimit: number
   rejectedUnauthenticated: number
   rejectedUserLimit: number
+  rejectedRegistryDown: number
   abortedBeforeUpgrade: number
 }
 
@@ -27,6 +28,7 @@ export function emptyHandshakeCounters (): HandshakeCounters {
     rejectedTotalLimit: 0,
     rejectedUnauthenticated: 0,
     rejectedUserLimit: 0,
+    rejectedRegistryDown: 0,
     abortedBeforeUpgrade: 0
   }
 }
@@ -103,7 +105,16 @@ export class Admission {
       })
     }
 
-    const reserved = await registry.reserve(ip, this.#limits)
+    let reserved: Awaited<ReturnType<Registry['reserve']>>
+    try {
+      reserved = await registry.reserve(ip, this.#limits)
+    } catch (err) {
+      // No registry, no limits we can trust: refuse rather than admit blind.
+      request.log.error({ err }, 'ws-hub: the registry could not reserve a slot')
+      return this.#refuse(request, reply, ip, {
+        status: 503, code: 'registry_unavailable', message: 'the server cannot accept connections right now', counter: 'rejectedRegistryDown', retryAfter: true
+      })
+    }
     if (!reserved.ok) {
       return this.#refuse(request, reply, ip, reserved.reason === 'ip_limit'
         ? { status: 429, code: 'ip_limit', message: `too many connections from this address (limit ${options.maxConnectionsPerIp})`, counter: 'rejectedIpLimit', retryAfter: true }

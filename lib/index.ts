@@ -11,6 +11,8 @@ import { Heartbeat } from './heartbeat.js'
 import { registerWsRoute } from './ws-route.js'
 import { Admission, emptyHandshakeCounters, type HandshakeCounters } from './admission.js'
 import { Revalidator } from './revalidator.js'
+import { Telemetry } from './telemetry.js'
+import { registerMetrics } from './metrics.js'
 import { registerRestRoutes } from './rest-routes.js'
 import type { HealthReport } from './rest-schemas.js'
 import { createBroker, createRegistry } from './backends.js'
@@ -66,12 +68,21 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   const registry = await createRegistry(options.registry, log)
   const broker = await createBroker(options.broker, log)
   const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log })
-  const dispatcher = new MessageDispatcher({ instanceId, connections, registry: registry.value, broker: broker.value, log })
+  const telemetry = new Telemetry(instanceId)
+  const dispatcher = new MessageDispatcher({
+    instanceId,
+    connections,
+    registry: registry.value,
+    broker: broker.value,
+    log,
+    onPublished: (seconds) => telemetry.brokerPublished(seconds)
+  })
   const protocol = new ProtocolHandler({
     connections,
     dispatcher,
     service: options.service,
     echo: options.echo,
+    telemetry,
     messageRateLimit: options.messageRateLimit,
     maxJsonDepth: options.maxJsonDepth,
     maxTopicsPerConnection: options.maxTopicsPerConnection,
@@ -128,13 +139,24 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   fastify.decorate('messageDispatcher', dispatcher)
   fastify.decorate('wsHub', { instanceId, heartbeat, broker: broker.value, registry: registry.value, stats })
 
-  registerWsRoute(fastify, { options, connections, dispatcher, protocol, admission, counters: handshakes })
+  registerWsRoute(fastify, { options, connections, dispatcher, protocol, admission, counters: handshakes, telemetry })
   if (options.rest !== false) {
     const health = (): HealthReport => {
       const state = broker.value === null ? 'none' : broker.value.state()
       return { status: state === 'down' ? 'degraded' : 'ok', instanceId, broker: state, connections: connections.count }
     }
     await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: options.rest.auth, connections, dispatcher, registry: registry.value, health, stats })
+  }
+
+  if (options.metrics !== false) {
+    await registerMetrics(fastify, {
+      path: options.metrics.path,
+      prefix: options.metrics.prefix,
+      registry: options.metrics.registry,
+      auth: options.rest === false ? undefined : options.rest.auth,
+      stats,
+      telemetry
+    })
   }
 
   // Brokers close after the sockets (those go in preClose), in the reverse
@@ -213,3 +235,5 @@ export type { Envelope, Target } from './envelope.js'
 export { normalizeIp } from './ip.js'
 export { redactUrl, redactedRequestSerializer } from './redact.js'
 export type { Identity, Authenticate, Revalidate, RateLimit, RestRouteName } from './options.js'
+export { CHANNELS as diagnosticsChannels } from './telemetry.js'
+export type { ConnectEvent, DisconnectEvent, MessageEvent } from './telemetry.js'

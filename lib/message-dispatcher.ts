@@ -34,6 +34,8 @@ export interface MessageDispatcherOptions {
   registry: Registry
   broker: Broker | null
   log: FastifyBaseLogger
+  /** Told how long each accepted broker publish took, in seconds. */
+  onPublished?: (seconds: number) => void
 }
 
 /**
@@ -48,6 +50,9 @@ export class MessageDispatcher {
   readonly #registry: Registry
   readonly #broker: Broker | null
   readonly #failures: FailureLog
+  readonly #onPublished: (seconds: number) => void
+  #otherInstanceCount = 0
+  #instancesCheckedAt = -Infinity
 
   constructor (options: MessageDispatcherOptions) {
     this.#instanceId = options.instanceId
@@ -55,6 +60,7 @@ export class MessageDispatcher {
     this.#registry = options.registry
     this.#broker = options.broker
     this.#failures = new FailureLog(options.log)
+    this.#onPublished = options.onPublished ?? noop
   }
 
   /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
@@ -100,22 +106,43 @@ export class MessageDispatcher {
       if (target.kind === 'client') {
         const holder = await this.#registry.locate(target.id)
         if (holder === null || holder === this.#instanceId) return 0
-        await this.#broker?.publish(envelope, { instances: [holder] })
+        await this.#timedPublish(envelope, [holder])
         return 1
       }
       if (target.kind === 'user') {
         const holders = (await this.#registry.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
         if (holders.length === 0) return 0
-        await this.#broker?.publish(envelope, { instances: holders })
+        await this.#timedPublish(envelope, holders)
         return holders.length
       }
-      await this.#broker?.publish(envelope, {})
-      return (await this.#registry.instances()).filter((id) => id !== this.#instanceId).length
+      await this.#timedPublish(envelope, undefined)
+      return await this.#otherInstances()
     } catch (err) {
       this.counters.brokerPublishFailures++
       this.#failures.record(err, envelope.target)
       return 0
     }
+  }
+
+  /**
+   * How many other instances a fan-out reached. Cached for a second: the
+   * count is a report, and asking the registry on every broadcast would put
+   * a network round trip on the send path.
+   */
+  async #otherInstances (): Promise<number> {
+    const now = Date.now()
+    if (now - this.#instancesCheckedAt > INSTANCES_TTL_MS) {
+      this.#otherInstanceCount = (await this.#registry.instances()).filter((id) => id !== this.#instanceId).length
+      this.#instancesCheckedAt = now
+    }
+    return this.#otherInstanceCount
+  }
+
+  async #timedPublish (envelope: Envelope, instances: string[] | undefined): Promise<void> {
+    if (this.#broker === null) return
+    const started = process.hrtime.bigint()
+    await this.#broker.publish(envelope, instances === undefined ? {} : { instances })
+    this.#onPublished(Number(process.hrtime.bigint() - started) / 1e9)
   }
 
   /**
@@ -211,6 +238,10 @@ class FailureLog {
     this.#suppressed = 0
   }
 }
+
+const INSTANCES_TTL_MS = 1000
+
+function noop (): void {}
 
 function writeAll (connections: ConnectionManager, targets: Iterable<Connection>, data: Buffer, exclude: Connection | undefined): number {
   let recipients = 0

@@ -2,6 +2,7 @@ import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { Registry as PromRegistry } from 'prom-client'
 import type { HubService } from './service.js'
 import type { Broker } from './brokers/broker.js'
 import type { MemoryBus } from './brokers/memory-broker.js'
@@ -29,7 +30,9 @@ export const DEFAULTS = Object.freeze({
   handshakeRateLimit: { max: 120, intervalMs: 60_000 },
   maxJsonDepth: 32,
   maxTopicsPerConnection: 100,
-  ipv6Prefix: 64
+  ipv6Prefix: 64,
+  metricsPath: '/metrics',
+  metricsPrefix: 'ws_hub_'
 })
 
 export type RestAuth = (request: FastifyRequest) => boolean | Promise<boolean>
@@ -105,6 +108,11 @@ export const OptionsSchema = Type.Object({
   maxJsonDepth: Type.Optional(Int(1)),
   maxTopicsPerConnection: Type.Optional(Int(1)),
   ipv6Prefix: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
+  metrics: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    path: Type.Optional(Type.String({ pattern: '^/' })),
+    prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$' })),
+    registry: Type.Optional(Type.Object({}))
+  }, { additionalProperties: false })])),
   broker: Type.Optional(Type.Object({ type: Type.String() })),
   registry: Type.Optional(Type.Object({ type: Type.String() }))
 }, { additionalProperties: false })
@@ -112,7 +120,9 @@ export const OptionsSchema = Type.Object({
 type CheckedOptions = Static<typeof OptionsSchema>
 
 /** What users pass to `fastify.register(wsHub, options)`. */
-export interface WsHubOptions extends Omit<CheckedOptions, 'service' | 'rest' | 'broker' | 'registry' | 'authenticate' | 'revalidate' | 'messageRateLimit' | 'handshakeRateLimit'> {
+export interface WsHubOptions extends Omit<CheckedOptions, 'service' | 'rest' | 'broker' | 'registry' | 'authenticate' | 'revalidate' | 'messageRateLimit' | 'handshakeRateLimit' | 'metrics'> {
+  /** Prometheus metrics; `registry` is yours (a prom-client Registry) and is never cleared. */
+  metrics?: false | { path?: string, prefix?: string, registry?: PromRegistry }
   service?: HubService
   rest?: false | { prefix?: string, auth?: RestAuth, disable?: RestRouteName[] }
   authenticate?: Authenticate
@@ -236,6 +246,7 @@ export interface NormalizedOptions {
   maxJsonDepth: number
   maxTopicsPerConnection: number
   ipv6Prefix: number
+  metrics: false | { path: string, prefix: string, registry: PromRegistry | undefined }
   broker: BrokerOption
   registry: RegistryOption
 }
@@ -309,6 +320,9 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
     maxJsonDepth: options.maxJsonDepth ?? DEFAULTS.maxJsonDepth,
     maxTopicsPerConnection: options.maxTopicsPerConnection ?? DEFAULTS.maxTopicsPerConnection,
     ipv6Prefix: options.ipv6Prefix ?? DEFAULTS.ipv6Prefix,
+    metrics: options.metrics === false
+      ? false
+      : { path: options.metrics?.path ?? DEFAULTS.metricsPath, prefix: options.metrics?.prefix ?? DEFAULTS.metricsPrefix, registry: options.metrics?.registry },
     broker: options.broker ?? { type: 'memory' },
     registry: options.registry ?? { type: 'memory' }
   }

@@ -6,6 +6,7 @@ import type { ConnectionManager } from './connection-manager.js'
 import type { MessageDispatcher } from './message-dispatcher.js'
 import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
 import { takeMessageToken } from './rate-limit.js'
+import type { Telemetry } from './telemetry.js'
 import type { RateLimit } from './options.js'
 import type { Target } from './envelope.js'
 import {
@@ -29,6 +30,7 @@ export interface ProtocolHandlerOptions {
   dispatcher: MessageDispatcher
   service: HubService
   echo: boolean
+  telemetry: Telemetry
   messageRateLimit: RateLimit | false
   maxJsonDepth: number
   maxTopicsPerConnection: number
@@ -52,6 +54,7 @@ export class ProtocolHandler {
   readonly #dispatcher: MessageDispatcher
   readonly #service: HubService
   readonly #echo: boolean
+  readonly #telemetry: Telemetry
   readonly #rateLimit: RateLimit | false
   readonly #maxJsonDepth: number
   readonly #maxTopics: number
@@ -62,6 +65,7 @@ export class ProtocolHandler {
     this.#dispatcher = options.dispatcher
     this.#service = options.service
     this.#echo = options.echo
+    this.#telemetry = options.telemetry
     this.#rateLimit = options.messageRateLimit
     this.#maxJsonDepth = options.maxJsonDepth
     this.#maxTopics = options.maxTopicsPerConnection
@@ -80,6 +84,16 @@ export class ProtocolHandler {
 
   async handle (connection: Connection, data: RawData, isBinary: boolean): Promise<void> {
     this.counters.messagesIn++
+    let type: string | undefined
+    try {
+      type = await this.#handle(connection, data, isBinary)
+    } finally {
+      this.#telemetry.messageIn(connection, type, Buffer.isBuffer(data) ? data.length : 0)
+    }
+  }
+
+  /** Returns the frame's type once it is known to be a well-formed frame. */
+  async #handle (connection: Connection, data: RawData, isBinary: boolean): Promise<string | undefined> {
     if (connection.closing) return
     if (this.#rateLimit !== false) {
       const verdict = takeMessageToken(connection, this.#rateLimit, Date.now())
@@ -122,6 +136,7 @@ export class ProtocolHandler {
     } catch (err) {
       this.#failed(connection, err, message)
     }
+    return message.type
   }
 
   /** Returns whether the frame was handled (and so should be acked). */

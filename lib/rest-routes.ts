@@ -1,10 +1,11 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { ConnectionManager } from './connection-manager.js'
 import type { MessageDispatcher } from './message-dispatcher.js'
 import type { Registry } from './registries/registry.js'
 import type { RestAuth, RestRouteName } from './options.js'
 import { CloseCodes } from './protocol.js'
+import { authHook } from './rest-auth.js'
 import type { HubStats } from './index.js'
 import {
   ConnectionInfoSchema,
@@ -62,20 +63,7 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     app.addSchema(ErrorSchema)
     app.addSchema(ConnectionInfoSchema)
 
-    if (auth !== undefined) {
-      app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-        let allowed = false
-        try {
-          allowed = await auth(request)
-        } catch (err) {
-          // An auth hook that throws must deny, never fall through to open.
-          request.log.error({ err }, 'ws-hub: rest.auth threw; denying the request')
-        }
-        if (allowed !== true) {
-          return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', code: 'unauthorized', message: 'missing or invalid credentials' })
-        }
-      })
-    }
+    if (auth !== undefined) app.addHook('onRequest', authHook(auth))
 
     const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema }
 

@@ -71,6 +71,7 @@ export const StatsSchema = Type.Object({
     rejectedTotalLimit: Count,
     rejectedUnauthenticated: Count,
     rejectedUserLimit: Count,
+    rejectedRegistryDown: Count,
     abortedBeforeUpgrade: Count
   }),
   messagesIn: Count,

@@ -9,6 +9,7 @@ import type { Admission, HandshakeCounters } from './admission.js'
 import type { NormalizedOptions } from './options.js'
 import { normalizeIp } from './ip.js'
 import { serializeFrame } from './frame.js'
+import type { Telemetry } from './telemetry.js'
 
 export interface WsRouteDeps {
   options: NormalizedOptions
@@ -17,6 +18,7 @@ export interface WsRouteDeps {
   protocol: ProtocolHandler
   admission: Admission
   counters: HandshakeCounters
+  telemetry: Telemetry
 }
 
 /**
@@ -25,7 +27,7 @@ export interface WsRouteDeps {
  * a WebSocket.
  */
 export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): void {
-  const { options, connections, protocol, admission, counters } = deps
+  const { options, connections, protocol, admission, counters, telemetry } = deps
 
   function onSocket (socket: WebSocket, request: FastifyRequest): void {
     const admitted = admission.admitted(request)
@@ -34,6 +36,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     if (admitted !== undefined) socket.once('close', () => admitted.slot.release())
     counters.accepted++
     connections.add(connection)
+    telemetry.connectionOpened(connection)
     // The user's pending reservation is now a live connection.
     admitted?.settleUser()
 
@@ -46,6 +49,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     socket.once('close', (code, reason) => {
       connections.remove(connection)
       const reasonText = reason.toString()
+      telemetry.connectionClosed(connection, code, reasonText)
       request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
       if (options.announce) announce(deps, `Client ${connection.id} left.`, undefined)
       const service = options.service

@@ -160,3 +160,14 @@ t.test('IPv6 clients in one /64 share one per-IP budget', async (t) => {
   a.socket?.close()
   otherNet.socket?.close()
 })
+
+t.test('a registry that cannot reserve (backend down) refuses with 503 and Retry-After', async (t) => {
+  const { MemoryRegistry } = await import('../lib/index.js')
+  const registry = new MemoryRegistry()
+  registry.reserve = async () => { throw new Error('redis down') }
+  const { wsUrl, app } = await build(t, { registry: { type: 'custom', registry } })
+  const r = await handshakeStatus(wsUrl)
+  t.equal(r.status, 503)
+  t.equal(JSON.parse(r.body ?? '{}').code, 'registry_unavailable')
+  t.equal(app.wsHub.stats().handshakes.rejectedRegistryDown, 1)
+})

@@ -29,6 +29,8 @@ t.test('every option has its documented default', async (t) => {
   t.equal(o.maxJsonDepth, 32)
   t.equal(o.maxTopicsPerConnection, 100)
   t.equal(o.ipv6Prefix, 64)
+  t.same(o.metrics, { path: '/metrics', prefix: 'ws_hub_', registry: undefined })
+  t.equal(normalizeOptions({ metrics: false }).metrics, false)
   t.same(o.broker, { type: 'memory' })
   t.same(o.registry, { type: 'memory' })
   t.equal(DEFAULTS.maxConnectionsPerIp, 50)
@@ -77,7 +79,9 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['handshakeRateLimit', { handshakeRateLimit: true }, /option "handshakeRateLimit/],
   ['maxJsonDepth', { maxJsonDepth: 0 }, /option "maxJsonDepth" must be >= 1/],
   ['maxTopicsPerConnection', { maxTopicsPerConnection: -2 }, /option "maxTopicsPerConnection" must be >= 1/],
-  ['ipv6Prefix', { ipv6Prefix: 129 }, /option "ipv6Prefix" must be <= 128/]
+  ['ipv6Prefix', { ipv6Prefix: 129 }, /option "ipv6Prefix" must be <= 128/],
+  ['metrics.prefix', { metrics: { prefix: 'bad-prefix' } }, /option "metrics/],
+  ['metrics.path', { metrics: { path: 'metrics' } }, /option "metrics/]
 ]
 
 for (const [name, options, message] of bad) {
