@@ -1,0 +1,13 @@
+// A hub instance in its own process, for multi-instance tests: it runs the
+// built package (dist/), as a deployment would. Options come as JSON in argv.
+import Fastify from 'fastify'
+import wsHub from '../../dist/index.js'
+
+const options = JSON.parse(process.argv[2] ?? '{}')
+const app = Fastify({ logger: { level: process.env.HUB_LOG_LEVEL ?? 'warn' } })
+await app.register(wsHub, { heartbeatInterval: 0, handshakeRateLimit: false, ...options })
+await app.listen({ port: 0, host: '127.0.0.1' })
+process.stdout.write(`READY ${app.server.address().port} ${app.wsHub.instanceId}\n`)
+process.once('SIGTERM', () => {
+  app.close().then(() => process.exit(0), () => process.exit(1))
+})
