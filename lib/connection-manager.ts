@@ -4,10 +4,13 @@ import { Connection, type ConnectionInfo } from './connection.js'
 import { CloseCodes, type OutgoingFrame } from './protocol.js'
 import { serializeFrame } from './frame.js'
 import type { Registry } from './registries/registry.js'
+import { Batcher, type BatchOptions } from './batcher.js'
 
 export interface ConnectionManagerOptions {
   instanceId: string
   maxBufferedBytes: number
+  /** Batching for clients that opt in; false: nobody batches. */
+  batch?: BatchOptions | false
   registry: Registry
   log: FastifyBaseLogger
 }
@@ -41,12 +44,30 @@ export class ConnectionManager {
   readonly #registry: Registry
   readonly #log: FastifyBaseLogger
   #onRemove: ((connection: Connection) => void) | null = null
+  readonly #batcher: Batcher | null
 
   constructor (options: ConnectionManagerOptions) {
     this.instanceId = options.instanceId
     this.#maxBufferedBytes = options.maxBufferedBytes
     this.#registry = options.registry
     this.#log = options.log
+    const batch = options.batch ?? false
+    this.#batcher = batch === false ? null : new Batcher(batch, (connection, data) => this.#send(connection, data))
+  }
+
+  /** Whether clients may opt in to batching. */
+  get batching (): boolean {
+    return this.#batcher !== null
+  }
+
+  /** Starts batching this client's frames (it opted in at connect). */
+  startBatching (connection: Connection): void {
+    if (this.#batcher !== null && connection.batch === null) connection.batch = []
+  }
+
+  /** Sends every queued batch now (shutdown). */
+  flushBatches (): void {
+    this.#batcher?.stop()
   }
 
   /** Called once for every connection that leaves the manager, whatever the path. */
@@ -70,6 +91,7 @@ export class ConnectionManager {
     else this.#byIp.set(connection.ip, left)
     if (connection.userId !== null) removeFrom(this.#byUser, connection.userId, connection)
     for (const topic of connection.topics) removeFrom(this.#byTopic, topic, connection)
+    this.#batcher?.forget(connection)
     this.#track(this.#registry.remove(connection.id), connection.id)
     this.#onRemove?.(connection)
     return true
@@ -156,16 +178,25 @@ export class ConnectionManager {
       this.remove(connection)
       return false
     }
-    if (socket.bufferedAmount > this.#maxBufferedBytes) {
+    if (socket.bufferedAmount + connection.batchBytes > this.#maxBufferedBytes) {
       this.counters.slowConsumerCloses++
-      this.#log.warn({ clientId: connection.id, bufferedBytes: socket.bufferedAmount }, 'ws-hub: slow consumer closed')
+      this.#log.warn({ clientId: connection.id, bufferedBytes: socket.bufferedAmount + connection.batchBytes }, 'ws-hub: slow consumer closed')
       this.close(connection, CloseCodes.slowConsumer, 'slow consumer')
       return false
     }
-    socket.send(data, { binary: false })
     this.counters.messagesOut++
-    this.counters.bytesOut += data.length
+    if (connection.batch !== null && this.#batcher !== null) {
+      this.#batcher.add(connection, data)
+      return true
+    }
+    this.#send(connection, data)
     return true
+  }
+
+  #send (connection: Connection, data: Buffer): void {
+    if (connection.closing || connection.socket.readyState !== WebSocket.OPEN) return
+    connection.socket.send(data, { binary: false })
+    this.counters.bytesOut += data.length
   }
 
   /** Starts the closing handshake and unregisters the client at once. */

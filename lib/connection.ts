@@ -34,6 +34,9 @@ export class Connection {
   refilledAt = 0
   /** Messages refused in a row by the rate limit. */
   refusedInARow = 0
+  /** Frames waiting for the next batch; null for a client that did not opt in. */
+  batch: Buffer[] | null = null
+  batchBytes = 0
 
   constructor (id: string, ip: string, identity: Identity | null, socket: WebSocket, connectedAt = Date.now()) {
     this.id = id

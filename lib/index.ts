@@ -30,6 +30,7 @@ export interface HubStats {
   errorsSent: number
   serviceErrors: number
   rateLimited: number
+  conflatedDrops: number
   floodCloses: number
   revalidationCloses: number
   slowConsumerCloses: number
@@ -67,7 +68,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
 
   const registry = await createRegistry(options.registry, log)
   const broker = await createBroker(options.broker, log)
-  const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log })
+  const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log, batch: options.batch })
   const telemetry = new Telemetry(instanceId)
   const dispatcher = new MessageDispatcher({
     instanceId,
@@ -75,6 +76,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     registry: registry.value,
     broker: broker.value,
     log,
+    conflateMs: options.conflateMs,
     onPublished: (seconds) => telemetry.brokerPublished(seconds)
   })
   const protocol = new ProtocolHandler({
@@ -111,6 +113,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
       heartbeat.stop()
       revalidator.stop()
       clearInterval(sweeper)
+      dispatcher.stop()
+      connections.flushBatches()
       await closeAll(fastify, options.closeTimeout)
     }
   })
@@ -125,6 +129,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     errorsSent: protocol.counters.errorsSent,
     serviceErrors: protocol.counters.serviceErrors,
     rateLimited: protocol.counters.rateLimited,
+    conflatedDrops: dispatcher.conflatedDrops,
     floodCloses: protocol.counters.floodCloses,
     revalidationCloses: revalidator.closed,
     slowConsumerCloses: connections.counters.slowConsumerCloses,

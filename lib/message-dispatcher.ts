@@ -6,6 +6,7 @@ import type { Registry } from './registries/registry.js'
 import type { Envelope, Target } from './envelope.js'
 import type { OutgoingFrame } from './protocol.js'
 import { frameText } from './frame.js'
+import { Conflator } from './conflator.js'
 
 export interface DeliveryReport {
   /** Clients of this instance that were written to. */
@@ -15,6 +16,15 @@ export interface DeliveryReport {
    * client counts are not awaited: cross-instance delivery is at most once.
    */
   remoteInstances: number
+  /** Set when a conflated publish was held for the end of its window. */
+  conflated?: true
+}
+
+export interface PublishCallOptions {
+  /** Conflation key: keep only the latest message per key per throttle window. */
+  conflate?: string
+  /** The window, in ms. Default: the plugin's `conflateMs` (100). */
+  throttleMs?: number
 }
 
 export interface DispatchOptions {
@@ -34,6 +44,8 @@ export interface MessageDispatcherOptions {
   registry: Registry
   broker: Broker | null
   log: FastifyBaseLogger
+  /** Default conflation window, ms. */
+  conflateMs?: number
   /** Told how long each accepted broker publish took, in seconds. */
   onPublished?: (seconds: number) => void
 }
@@ -51,6 +63,8 @@ export class MessageDispatcher {
   readonly #broker: Broker | null
   readonly #failures: FailureLog
   readonly #onPublished: (seconds: number) => void
+  readonly #conflator = new Conflator()
+  readonly #conflateMs: number
   #otherInstanceCount = 0
   #instancesCheckedAt = -Infinity
 
@@ -61,6 +75,7 @@ export class MessageDispatcher {
     this.#broker = options.broker
     this.#failures = new FailureLog(options.log)
     this.#onPublished = options.onPublished ?? noop
+    this.#conflateMs = options.conflateMs ?? DEFAULT_CONFLATE_MS
   }
 
   /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
@@ -78,9 +93,33 @@ export class MessageDispatcher {
     return this.send({ kind: 'user', userId }, { type: 'direct', from: 'server', user: userId, message })
   }
 
-  /** `{"type":"publish","topic":...,"from":"server","message":...}` to the topic's subscribers. */
-  publish (topic: string, message: unknown): Promise<DeliveryReport> {
-    return this.send({ kind: 'topic', topic }, { type: 'publish', topic, from: 'server', message })
+  /**
+   * `{"type":"publish","topic":...,"from":"server","message":...}` to the
+   * topic's subscribers. With `conflate`, only the latest message per
+   * (topic, key) goes out per `throttleMs`; a held message reports
+   * `conflated: true` and no recipients yet.
+   */
+  async publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
+    const send = (value: unknown): Promise<DeliveryReport> => this.send({ kind: 'topic', topic }, { type: 'publish', topic, from: 'server', message: value })
+    if (options.conflate === undefined) return send(message)
+    let report: Promise<DeliveryReport> | null = null
+    const sentNow = this.#conflator.submit(`${topic}\u0000${options.conflate}`, message, options.throttleMs ?? this.#conflateMs, (value) => {
+      const pending = send(value)
+      if (report === null) report = pending
+      else pending.catch(() => {})
+    })
+    if (sentNow && report !== null) return report
+    return { recipients: 0, remoteInstances: 0, conflated: true }
+  }
+
+  /** Messages replaced by newer ones under `conflate`. */
+  get conflatedDrops (): number {
+    return this.#conflator.dropped
+  }
+
+  /** Drops held conflated messages and their timers (shutdown). */
+  stop (): void {
+    this.#conflator.stop()
   }
 
   /**
@@ -240,6 +279,7 @@ class FailureLog {
 }
 
 const INSTANCES_TTL_MS = 1000
+const DEFAULT_CONFLATE_MS = 100
 
 function noop (): void {}
 

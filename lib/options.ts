@@ -22,7 +22,9 @@ export const DEFAULTS = Object.freeze({
   echo: false,
   restPrefix: '/api',
   instanceId: undefined,
-  protocols: ['ws-hub.v1'],
+  protocols: ['ws-hub.v1', 'ws-hub.v1.batch'],
+  batch: { maxDelayMs: 25, maxMessages: 100 },
+  conflateMs: 100,
   maxConnectionsPerUser: 10,
   revalidateInterval: 60_000,
   allowMissingOrigin: false,
@@ -108,6 +110,11 @@ export const OptionsSchema = Type.Object({
   maxJsonDepth: Type.Optional(Int(1)),
   maxTopicsPerConnection: Type.Optional(Int(1)),
   ipv6Prefix: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
+  batch: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    maxDelayMs: Int(1),
+    maxMessages: Int(1)
+  }, { additionalProperties: false })])),
+  conflateMs: Type.Optional(Int(1)),
   metrics: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     path: Type.Optional(Type.String({ pattern: '^/' })),
     prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$' })),
@@ -247,6 +254,8 @@ export interface NormalizedOptions {
   maxTopicsPerConnection: number
   ipv6Prefix: number
   metrics: false | { path: string, prefix: string, registry: PromRegistry | undefined }
+  batch: { maxDelayMs: number, maxMessages: number } | false
+  conflateMs: number
   broker: BrokerOption
   registry: RegistryOption
 }
@@ -320,6 +329,10 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
     maxJsonDepth: options.maxJsonDepth ?? DEFAULTS.maxJsonDepth,
     maxTopicsPerConnection: options.maxTopicsPerConnection ?? DEFAULTS.maxTopicsPerConnection,
     ipv6Prefix: options.ipv6Prefix ?? DEFAULTS.ipv6Prefix,
+    batch: options.batch === false
+      ? false
+      : { maxDelayMs: options.batch?.maxDelayMs ?? DEFAULTS.batch.maxDelayMs, maxMessages: options.batch?.maxMessages ?? DEFAULTS.batch.maxMessages },
+    conflateMs: options.conflateMs ?? DEFAULTS.conflateMs,
     metrics: options.metrics === false
       ? false
       : { path: options.metrics?.path ?? DEFAULTS.metricsPath, prefix: options.metrics?.prefix ?? DEFAULTS.metricsPrefix, registry: options.metrics?.registry },

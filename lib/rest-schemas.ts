@@ -80,6 +80,7 @@ export const StatsSchema = Type.Object({
   errorsSent: Count,
   serviceErrors: Count,
   rateLimited: Count,
+  conflatedDrops: Count,
   floodCloses: Count,
   revalidationCloses: Count,
   slowConsumerCloses: Count,

@@ -61,7 +61,9 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     connections.write(connection, serializeFrame(identity === null
       ? { type: 'welcome', clientId: connection.id }
       : { type: 'welcome', clientId: connection.id, userId: identity.userId }))
-    request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId }, 'ws-hub: connection opened')
+    // After the welcome, which a client reads before it knows about batches.
+    if (connections.batching && wantsBatches(socket, request)) connections.startBatching(connection)
+    request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, batching: connection.batch !== null }, 'ws-hub: connection opened')
     if (options.announce) announce(deps, `Client ${connection.id} joined.`, connection)
     const service = options.service
     if (service.onConnect !== undefined) {
@@ -86,6 +88,13 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     },
     wsHandler: onSocket
   })
+}
+
+/** Batching is opt-in, so existing clients keep getting one frame per message. */
+function wantsBatches (socket: WebSocket, request: FastifyRequest): boolean {
+  if (socket.protocol.endsWith('.batch')) return true
+  const query = request.query as Record<string, unknown> | undefined
+  return query?.batch === '1' || query?.batch === 'true'
 }
 
 const HIDDEN = { hide: true } as FastifySchema

@@ -18,7 +18,10 @@ t.test('every option has its documented default', async (t) => {
   t.same(o.service, {})
   t.same(o.rest, { prefix: '/api', auth: undefined, disable: new Set() })
   t.equal(o.authenticate, undefined)
-  t.same(o.protocols, ['ws-hub.v1'])
+  t.same(o.protocols, ['ws-hub.v1', 'ws-hub.v1.batch'])
+  t.same(o.batch, { maxDelayMs: 25, maxMessages: 100 })
+  t.equal(normalizeOptions({ batch: false }).batch, false)
+  t.equal(o.conflateMs, 100)
   t.equal(o.maxConnectionsPerUser, 10)
   t.equal(o.revalidate, undefined)
   t.equal(o.revalidateInterval, 60_000)
@@ -81,7 +84,9 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['maxTopicsPerConnection', { maxTopicsPerConnection: -2 }, /option "maxTopicsPerConnection" must be >= 1/],
   ['ipv6Prefix', { ipv6Prefix: 129 }, /option "ipv6Prefix" must be <= 128/],
   ['metrics.prefix', { metrics: { prefix: 'bad-prefix' } }, /option "metrics/],
-  ['metrics.path', { metrics: { path: 'metrics' } }, /option "metrics/]
+  ['metrics.path', { metrics: { path: 'metrics' } }, /option "metrics/],
+  ['batch', { batch: { maxDelayMs: 0, maxMessages: 1 } }, /option "batch/],
+  ['conflateMs', { conflateMs: 0 }, /option "conflateMs" must be >= 1/]
 ]
 
 for (const [name, options, message] of bad) {
