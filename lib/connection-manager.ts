@@ -5,12 +5,15 @@ import { CloseCodes, type OutgoingFrame } from './protocol.js'
 import { serializeFrame } from './frame.js'
 import type { Registry } from './registries/registry.js'
 import { Batcher, type BatchOptions } from './batcher.js'
+import { PreparedFrameWriter, probePreparedFrames } from './prepared-frame.js'
 
 export interface ConnectionManagerOptions {
   instanceId: string
   maxBufferedBytes: number
   /** Batching for clients that opt in; false: nobody batches. */
   batch?: BatchOptions | false
+  /** Build each frame once for all its recipients (lib/prepared-frame.ts). Default true. */
+  preparedFrames?: boolean
   registry: Registry
   log: FastifyBaseLogger
 }
@@ -45,12 +48,17 @@ export class ConnectionManager {
   readonly #log: FastifyBaseLogger
   #onRemove: ((connection: Connection) => void) | null = null
   readonly #batcher: Batcher | null
+  readonly #frames: PreparedFrameWriter
 
   constructor (options: ConnectionManagerOptions) {
     this.instanceId = options.instanceId
     this.#maxBufferedBytes = options.maxBufferedBytes
     this.#registry = options.registry
     this.#log = options.log
+    this.#frames = new PreparedFrameWriter({ enabled: options.preparedFrames ?? true })
+    if (options.preparedFrames !== false && !this.#frames.enabled) {
+      this.#log.warn({ reason: probePreparedFrames().reason }, 'ws-hub: prepared frames unavailable with this ws version, using socket.send')
+    }
     const batch = options.batch ?? false
     this.#batcher = batch === false ? null : new Batcher(batch, (connection, data) => this.#send(connection, data))
   }
@@ -178,9 +186,10 @@ export class ConnectionManager {
       this.remove(connection)
       return false
     }
-    if (socket.bufferedAmount + connection.batchBytes > this.#maxBufferedBytes) {
+    const unsent = socket.bufferedAmount - this.#frames.corkedBytes(socket) + connection.batchBytes
+    if (unsent > this.#maxBufferedBytes) {
       this.counters.slowConsumerCloses++
-      this.#log.warn({ clientId: connection.id, bufferedBytes: socket.bufferedAmount + connection.batchBytes }, 'ws-hub: slow consumer closed')
+      this.#log.warn({ clientId: connection.id, bufferedBytes: unsent }, 'ws-hub: slow consumer closed')
       this.close(connection, CloseCodes.slowConsumer, 'slow consumer')
       return false
     }
@@ -195,7 +204,7 @@ export class ConnectionManager {
 
   #send (connection: Connection, data: Buffer): void {
     if (connection.closing || connection.socket.readyState !== WebSocket.OPEN) return
-    connection.socket.send(data, { binary: false })
+    this.#frames.sendText(connection.socket, data)
     this.counters.bytesOut += data.length
   }
 

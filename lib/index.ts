@@ -68,7 +68,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
 
   const registry = await createRegistry(options.registry, log)
   const broker = await createBroker(options.broker, log)
-  const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log, batch: options.batch })
+  const connections = new ConnectionManager({ instanceId, maxBufferedBytes: options.maxBufferedBytes, registry: registry.value, log, batch: options.batch, preparedFrames: options.preparedFrames })
   const telemetry = new Telemetry(instanceId)
   const dispatcher = new MessageDispatcher({
     instanceId,

@@ -25,6 +25,7 @@ export const DEFAULTS = Object.freeze({
   protocols: ['ws-hub.v1', 'ws-hub.v1.batch'],
   batch: { maxDelayMs: 25, maxMessages: 100 },
   conflateMs: 100,
+  preparedFrames: true,
   maxConnectionsPerUser: 10,
   revalidateInterval: 60_000,
   allowMissingOrigin: false,
@@ -115,6 +116,7 @@ export const OptionsSchema = Type.Object({
     maxMessages: Int(1)
   }, { additionalProperties: false })])),
   conflateMs: Type.Optional(Int(1)),
+  preparedFrames: Type.Optional(Type.Boolean()),
   metrics: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     path: Type.Optional(Type.String({ pattern: '^/' })),
     prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$' })),
@@ -256,6 +258,7 @@ export interface NormalizedOptions {
   metrics: false | { path: string, prefix: string, registry: PromRegistry | undefined }
   batch: { maxDelayMs: number, maxMessages: number } | false
   conflateMs: number
+  preparedFrames: boolean
   broker: BrokerOption
   registry: RegistryOption
 }
@@ -333,6 +336,7 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
       ? false
       : { maxDelayMs: options.batch?.maxDelayMs ?? DEFAULTS.batch.maxDelayMs, maxMessages: options.batch?.maxMessages ?? DEFAULTS.batch.maxMessages },
     conflateMs: options.conflateMs ?? DEFAULTS.conflateMs,
+    preparedFrames: options.preparedFrames ?? DEFAULTS.preparedFrames,
     metrics: options.metrics === false
       ? false
       : { path: options.metrics?.path ?? DEFAULTS.metricsPath, prefix: options.metrics?.prefix ?? DEFAULTS.metricsPrefix, registry: options.metrics?.registry },

@@ -142,3 +142,17 @@ t.test('shutdown finishes when the registry fails, and leaves a user-passed brok
   t.ok(lines.some((l) => l.includes('registry leave failed')))
   t.equal(broker.closed, false, 'what the user passed in is not closed')
 })
+
+// Regression: with prepared frames, a tick's writes stay corked (counted in
+// bufferedAmount) until the tick ends; a burst must not read as a slow client.
+t.test('a reading client survives a one-tick burst larger than maxBufferedBytes', async (t) => {
+  const { wsUrl, app } = await build(t, { maxBufferedBytes: 64 * 1024 })
+  const client = await connect(wsUrl)
+  const payload = 'y'.repeat(16 * 1024)
+  // broadcast writes synchronously before its first await: all 20 in one tick.
+  const sends = Array.from({ length: 20 }, async () => app.messageDispatcher.broadcast(payload))
+  t.ok(app.connectionManager.get(client.clientId), 'still registered after 320 KiB in one tick')
+  await Promise.all(sends)
+  for (let n = 0; n < 20; n++) await client.next('server-broadcast')
+  t.equal(app.wsHub.stats().slowConsumerCloses, 0)
+})

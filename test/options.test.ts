@@ -22,6 +22,7 @@ t.test('every option has its documented default', async (t) => {
   t.same(o.batch, { maxDelayMs: 25, maxMessages: 100 })
   t.equal(normalizeOptions({ batch: false }).batch, false)
   t.equal(o.conflateMs, 100)
+  t.equal(o.preparedFrames, true)
   t.equal(o.maxConnectionsPerUser, 10)
   t.equal(o.revalidate, undefined)
   t.equal(o.revalidateInterval, 60_000)
@@ -86,7 +87,8 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['metrics.prefix', { metrics: { prefix: 'bad-prefix' } }, /option "metrics/],
   ['metrics.path', { metrics: { path: 'metrics' } }, /option "metrics/],
   ['batch', { batch: { maxDelayMs: 0, maxMessages: 1 } }, /option "batch/],
-  ['conflateMs', { conflateMs: 0 }, /option "conflateMs" must be >= 1/]
+  ['conflateMs', { conflateMs: 0 }, /option "conflateMs" must be >= 1/],
+  ['preparedFrames', { preparedFrames: 'yes' }, /option "preparedFrames" must be boolean/]
 ]
 
 for (const [name, options, message] of bad) {
