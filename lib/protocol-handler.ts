@@ -95,6 +95,16 @@ export class ProtocolHandler {
   /** Returns the frame's type once it is known to be a well-formed frame. */
   async #handle (connection: Connection, data: RawData, isBinary: boolean): Promise<string | undefined> {
     if (connection.closing) return
+    // Parsed before the rate check so a refused request can be answered
+    // with its own id; maxPayload bounds what a refused frame costs.
+    let frame: unknown
+    let parsed = false
+    if (!isBinary) {
+      try {
+        frame = JSON.parse(data.toString())
+        parsed = true
+      } catch {}
+    }
     if (this.#rateLimit !== false) {
       const verdict = takeMessageToken(connection, this.#rateLimit, Date.now())
       if (verdict !== 'ok') {
@@ -104,7 +114,7 @@ export class ProtocolHandler {
           this.#log.warn({ clientId: connection.id, ip: connection.ip }, 'ws-hub: client kept flooding past the rate limit, closing')
           this.#connections.close(connection, CloseCodes.policyViolation, 'rate limit exceeded')
         } else {
-          this.#error(connection, ErrorCodes.rateLimited, `more than ${this.#rateLimit.max} messages per ${this.#rateLimit.intervalMs} ms; message dropped`, undefined)
+          this.#error(connection, ErrorCodes.rateLimited, `more than ${this.#rateLimit.max} messages per ${this.#rateLimit.intervalMs} ms; message dropped`, idOf(frame))
         }
         return
       }
@@ -113,10 +123,7 @@ export class ProtocolHandler {
       this.#error(connection, ErrorCodes.unsupportedBinary, 'binary frames are not supported; send JSON text', undefined)
       return
     }
-    let frame: unknown
-    try {
-      frame = JSON.parse(data.toString())
-    } catch {
+    if (!parsed) {
       this.#error(connection, ErrorCodes.invalidJson, 'message is not valid JSON', undefined)
       return
     }

@@ -164,7 +164,7 @@ t.test('message rate limit: rate_limited, then 1008 for a client that keeps floo
   for (let n = 0; n < 5; n++) flooder.send({ type: 'ping', id: n })
   for (let n = 0; n < 5; n++) t.equal((await flooder.next('pong')).id, n)
   flooder.send({ type: 'ping', id: 'over' })
-  t.match(await flooder.next('error'), { code: 'rate_limited' })
+  t.match(await flooder.next('error'), { code: 'rate_limited', id: 'over' }, 'the refusal carries the request id')
   for (let n = 0; n < 10; n++) flooder.send({ type: 'ping' })
   t.same(await flooder.closed, { code: 1008, reason: 'rate limit exceeded' })
   calm.send({ type: 'ping', id: 'c' })
