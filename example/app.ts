@@ -19,25 +19,33 @@ import { demoService, registerTicker } from './demo-service.js'
 const packageJsonPath = createRequire(import.meta.url).resolve('fastify-ws-hub/package.json')
 const { version } = createRequire(import.meta.url)(packageJsonPath) as { version: string }
 export const PUBLIC_DIR = join(dirname(packageJsonPath), 'example', 'public')
+/** The compiled browser client (`fastify-ws-hub/client`), served at CLIENT_PREFIX. */
+export const CLIENT_DIR = join(dirname(packageJsonPath), 'dist', 'client')
+export const CLIENT_PREFIX = '/client/'
 
-const DESCRIPTION = [
-  'The REST push API of the fastify-ws-hub example.',
-  '',
-  'Clients connect with a WebSocket to **`/ws`** and speak JSON frames:',
-  '`broadcast`, `direct`, `subscribe`, `unsubscribe`, `publish`, `ping`, plus this',
-  'example\'s custom `roll` type. The routes below push to those clients from a backend.'
-].join('\n')
+function description (restPrefix: string): string {
+  return [
+    'The REST push API of the fastify-ws-hub example.',
+    '',
+    'Clients connect with a WebSocket to **`/ws`** and speak JSON frames:',
+    '`broadcast`, `direct`, `subscribe`, `unsubscribe`, `publish`, `ping`, plus this',
+    'example\'s custom `roll` type. The routes below push to those clients from a backend.',
+    '',
+    `The WebSocket protocol itself is described by an AsyncAPI 3.0.0 document: [\`${restPrefix}/asyncapi.json\`](${restPrefix}/asyncapi.json).`
+  ].join('\n')
+}
 
 export async function buildExampleApp (env: Env = process.env, server: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const config = readConfig(env)
   const app = Fastify({ logger: { level: config.logLevel }, ...server })
   const secured = typeof config.hub.rest === 'object' && config.hub.rest.auth !== undefined
+  const restPrefix = (typeof config.hub.rest === 'object' ? config.hub.rest.prefix : undefined) ?? '/api'
 
   // Swagger first: it documents the routes registered after it, the hub's included.
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'fastify-ws-hub example', description: DESCRIPTION, version },
+      info: { title: 'fastify-ws-hub example', description: description(restPrefix), version },
       tags: [{ name: 'ws-hub', description: 'Push to WebSocket clients' }],
       ...(secured
         ? {
@@ -55,5 +63,14 @@ export async function buildExampleApp (env: Env = process.env, server: FastifySe
   // Only the files present at start are served (no wildcard route), and `/`
   // is index.html.
   await app.register(fastifyStatic, { root: PUBLIC_DIR, wildcard: false })
+  // The page imports the typed client as plain ES modules: only the
+  // compiled .js files (not maps or typings).
+  await app.register(fastifyStatic, {
+    root: CLIENT_DIR,
+    prefix: CLIENT_PREFIX,
+    wildcard: false,
+    decorateReply: false,
+    allowedPath: (pathName) => pathName.endsWith('.js')
+  })
   return app
 }

@@ -14,6 +14,7 @@ import { Revalidator } from './revalidator.js'
 import { Telemetry } from './telemetry.js'
 import { registerMetrics } from './metrics.js'
 import { registerRestRoutes } from './rest-routes.js'
+import { registerAsyncApiRoute } from './asyncapi-route.js'
 import type { HealthReport } from './rest-schemas.js'
 import { createBroker, createRegistry } from './backends.js'
 import { CloseCodes } from './protocol.js'
@@ -151,6 +152,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
       return { status: state === 'down' ? 'degraded' : 'ok', instanceId, broker: state, connections: connections.count }
     }
     await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: options.rest.auth, connections, dispatcher, registry: registry.value, health, stats })
+    registerAsyncApiRoute(fastify, { prefix: options.rest.prefix, path: options.path, protocols: options.protocols })
   }
 
   if (options.metrics !== false) {

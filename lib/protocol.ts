@@ -90,6 +90,11 @@ export const ServerFrames = {
   publish: Type.Object({ type: Type.Literal('publish'), topic: Topic, from: Type.String(), fromUser: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
   'server-broadcast': Type.Object({ type: Type.Literal('server-broadcast'), message: Payload, timestamp: Timestamp }),
   system: Type.Object({ type: Type.Literal('system'), message: Type.String(), timestamp: Timestamp }),
+  batch: Type.Object({
+    type: Type.Literal('batch'),
+    messages: Type.Array(Type.Object({ type: Type.String() }, { additionalProperties: true }), { description: 'Frames of the batch window, in order; only for clients that opted in' }),
+    timestamp: Timestamp
+  }),
   echo: Type.Object({ type: Type.Literal('echo'), message: Payload, timestamp: Timestamp }),
   pong: Type.Object({ type: Type.Literal('pong'), id: Type.Optional(MessageId), timestamp: Timestamp }),
   ack: Type.Object({ type: Type.Literal('ack'), id: MessageId, timestamp: Timestamp }),

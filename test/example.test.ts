@@ -46,10 +46,27 @@ t.test('GET / serves the chat page and its assets', async (t) => {
   await css.arrayBuffer()
 
   const js = await script.text()
-  t.match(js, "type: 'broadcast'")
-  t.match(js, "type: 'direct'")
+  t.match(js, "import { HubClient } from '/client/index.js'", 'the page speaks through the typed client')
+  t.match(js, 'client.broadcast(')
+  t.match(js, 'client.direct(')
   // Frames carry other users' text: it must never be parsed as HTML.
   t.notMatch(js, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/)
+})
+
+t.test('/client/ serves the compiled browser client as plain ES modules', async (t) => {
+  const { url } = await start(t)
+  for (const file of ['index.js', 'hub-client.js', 'backoff.js', 'emitter.js', 'errors.js']) {
+    const response = await fetch(`${url}/client/${file}`)
+    t.equal(response.status, 200, `${file} is served`)
+    t.match(response.headers.get('content-type'), /javascript/)
+    const source = await response.text()
+    // A browser without a bundler can only follow relative imports.
+    for (const [, specifier] of source.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm)) {
+      t.match(specifier, /^\.\/[a-z-]+\.js$/, `${file} imports ${specifier ?? ''} relatively`)
+    }
+  }
+  t.equal((await fetch(`${url}/client/hub-client.js.map`)).status, 404, 'only the .js files')
+  t.equal((await fetch(`${url}/client/hub-client.d.ts`)).status, 404)
 })
 
 t.test('the served page is the file in example/public', async (t) => {
@@ -70,6 +87,7 @@ t.test('/docs serves Swagger UI and /docs/json documents the REST API', async (t
   t.match(spec.openapi, /^3\./)
   t.equal(spec.info.title, 'fastify-ws-hub example')
   t.match(spec.info.description, '/ws')
+  t.match(spec.info.description, '[`/api/asyncapi.json`](/api/asyncapi.json)', 'the description links the AsyncAPI document')
   t.ok(spec.paths['/api/connections/broadcast']?.post, 'broadcast route documented')
   t.ok(spec.paths['/api/connections/{id}/send']?.post, 'send route documented')
   t.ok(spec.paths['/api/topics/{topic}/publish']?.post, 'publish route documented')

@@ -1,16 +1,17 @@
-/* global document, location, WebSocket */
-// The chat page's only script: one WebSocket to /ws, reconnected with
-// backoff. Everything a frame carries is rendered with textContent, never
-// as HTML: messages come from other users.
+/* global document, location */
+// The chat page's only script. It talks to the hub through the typed client
+// (`fastify-ws-hub/client`, served from /client/), which reconnects with
+// backoff, subscribes again after a reconnect, pings, and settles every
+// request on its ack or error. Everything a frame carries is rendered with
+// textContent, never as HTML: messages come from other users.
+import { HubClient } from '/client/index.js'
 
 const WS_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
 const PRICES_TOPIC = 'prices'
 const DIE_SIDES = 6
-// Keeps idle connections from being cut by proxies between here and the server.
-const PING_INTERVAL_MS = 20_000
-const RECONNECT_BASE_MS = 500
-const RECONNECT_MAX_MS = 10_000
 const MAX_RENDERED = 200
+// Frames with a renderer of their own; any other type is shown as JSON.
+const KNOWN_TYPES = new Set(['welcome', 'message', 'direct', 'server-broadcast', 'publish', 'system', 'error', 'rolled', 'pong', 'ack'])
 
 const $ = (id) => document.getElementById(id)
 const ui = {
@@ -25,98 +26,81 @@ const ui = {
   roll: $('roll'),
   prices: $('prices').tBodies[0]
 }
-
-let socket = null
-let clientId = null
-let failures = 0
-let pingTimer = null
 const priceRows = new Map()
 
-function connect () {
-  setStatus(failures === 0 ? 'connecting' : 'reconnecting')
-  socket = new WebSocket(WS_URL)
-  socket.addEventListener('message', (event) => onFrame(event.data))
-  // An 'error' event is always followed by 'close', which does the work.
-  socket.addEventListener('close', onClose)
-}
+const client = new HubClient(WS_URL, {
+  // Keeps idle connections from being cut by proxies, and notices a dead server.
+  pingIntervalMs: 20_000,
+  reconnect: { initialDelayMs: 500, maxDelayMs: 10_000, factor: 2, jitter: 0.5 }
+})
 
-function onClose (event) {
-  clearInterval(pingTimer)
-  socket = null
-  clientId = null
-  ui.clientId.textContent = '…'
+// ---- the connection's life ----
+
+client.on('state', ({ state }) => {
+  // 'open' is shown by the open event, once the topics are subscribed again.
+  if (state === 'open') return
+  setStatus(state)
   setConnected(false)
-  failures++
-  // Exponential backoff with jitter, so a restarted server is not hit by
-  // every page at the same instant.
-  const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** (failures - 1))
-  const delay = Math.round(ceiling / 2 + Math.random() * ceiling / 2)
-  const reason = event.reason === '' ? '' : `: ${event.reason}`
-  render('system', 'page', `Disconnected (code ${event.code}${reason}). Reconnecting in ${(delay / 1000).toFixed(1)} s.`)
-  setStatus('reconnecting')
-  setTimeout(connect, delay)
+  ui.clientId.textContent = '…'
+})
+
+client.on('open', ({ clientId, reconnected }) => {
+  ui.clientId.textContent = clientId
+  setStatus('connected')
+  setConnected(true)
+  if (reconnected) render('system', 'page', 'Reconnected.')
+  // The client subscribes its topics again after a reconnect; this covers
+  // the first connection and a subscribe that was cut off.
+  if (!client.topics.includes(PRICES_TOPIC)) client.subscribe(PRICES_TOPIC).catch(report)
+})
+
+let wasOpen = false
+client.on('open', () => { wasOpen = true })
+client.on('close', ({ code, reason, willReconnect }) => {
+  // Failed attempts while the server is away are not news; losing it is.
+  if (!wasOpen) return
+  wasOpen = false
+  const why = reason === '' ? '' : `: ${reason}`
+  render('system', 'page', `Disconnected (code ${code}${why}). ${willReconnect ? 'Reconnecting…' : 'Reload the page to connect again.'}`)
+})
+
+client.on('invalid-frame', ({ data }) => render('error', 'page', `Unreadable frame: ${String(data)}`))
+
+// ---- frames ----
+
+client.on('message', (frame) => render('message', frame.from === client.clientId ? 'you' : frame.from, text(frame.message), frame.timestamp))
+client.on('direct', (frame) => render('direct', `${frame.from} → you`, text(frame.message), frame.timestamp))
+client.on('server-broadcast', (frame) => render('server-broadcast', 'server', text(frame.message), frame.timestamp))
+client.on('publish', (frame) => {
+  if (frame.topic === PRICES_TOPIC && isTick(frame.message)) showPrice(frame.message)
+  else render('publish', `${frame.from} on ${frame.topic}`, text(frame.message), frame.timestamp)
+})
+client.on('system', (frame) => render('system', 'system', text(frame.message), frame.timestamp))
+client.on('error', (frame) => render('error', 'error', `${frame.code}: ${frame.message}`, frame.timestamp))
+client.on('rolled', (frame) => render('rolled', 'you rolled', `${frame.value} on a d${frame.sides}`, frame.timestamp))
+client.on('*', (frame) => {
+  if (!KNOWN_TYPES.has(frame.type)) render(String(frame.type), String(frame.type), JSON.stringify(frame), frame.timestamp)
+})
+
+/**
+ * A rejected request: the server's refusals already arrived as error frames
+ * (rendered above); the client's own (timeout, disconnected) are shown here.
+ */
+function report (err) {
+  if (err?.frame === undefined) render('error', 'page', err instanceof Error ? err.message : String(err))
 }
 
-function onFrame (data) {
-  let frame
-  try {
-    frame = JSON.parse(data)
-  } catch {
-    render('error', 'page', `Unreadable frame: ${data}`)
-    return
-  }
-  switch (frame.type) {
-    case 'welcome':
-      clientId = frame.clientId
-      if (failures > 0) render('system', 'page', 'Reconnected.')
-      failures = 0
-      ui.clientId.textContent = clientId
-      setStatus('connected')
-      setConnected(true)
-      send({ type: 'subscribe', topic: PRICES_TOPIC })
-      pingTimer = setInterval(() => send({ type: 'ping' }), PING_INTERVAL_MS)
-      break
-    case 'message':
-      render('message', frame.from === clientId ? 'you' : frame.from, text(frame.message), frame.timestamp)
-      break
-    case 'direct':
-      render('direct', `${frame.from} → you`, text(frame.message), frame.timestamp)
-      break
-    case 'server-broadcast':
-      render('server-broadcast', 'server', text(frame.message), frame.timestamp)
-      break
-    case 'publish':
-      if (frame.topic === PRICES_TOPIC && isTick(frame.message)) showPrice(frame.message)
-      else render('publish', `${frame.from} on ${frame.topic}`, text(frame.message), frame.timestamp)
-      break
-    case 'system':
-      render('system', 'system', text(frame.message), frame.timestamp)
-      break
-    case 'error':
-      render('error', 'error', `${frame.code}: ${frame.message}`, frame.timestamp)
-      break
-    case 'rolled':
-      render('rolled', 'you rolled', `${frame.value} on a d${frame.sides}`, frame.timestamp)
-      break
-    case 'pong':
-    case 'ack':
-      break
-    default:
-      render(String(frame.type), String(frame.type), JSON.stringify(frame), frame.timestamp)
-  }
-}
-
-function send (frame) {
-  if (socket === null || socket.readyState !== WebSocket.OPEN) return false
-  socket.send(JSON.stringify(frame))
-  return true
-}
+// ---- the form ----
 
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault()
   const message = ui.message.value.trim()
   if (message === '') return
-  if (send({ type: 'broadcast', message })) ui.message.value = ''
+  ui.message.value = ''
+  client.broadcast(message).catch((err) => {
+    if (ui.message.value === '') ui.message.value = message
+    report(err)
+  })
 })
 
 ui.sendDirect.addEventListener('click', () => {
@@ -126,15 +110,20 @@ ui.sendDirect.addEventListener('click', () => {
     render('error', 'page', 'A direct message needs both a message and a client id.')
     return
   }
-  // The server does not echo direct messages to their sender; show it here.
-  // An unknown id comes back as an error frame.
-  if (send({ type: 'direct', target, message })) {
-    render('sent', `you → ${target}`, message)
-    ui.message.value = ''
-  }
+  ui.message.value = ''
+  // The server does not echo direct messages to their sender: show it once
+  // acked. An unknown id comes back as an unknown_target error.
+  client.direct(target, message).then(() => render('sent', `you → ${target}`, message), (err) => {
+    if (ui.message.value === '') ui.message.value = message
+    report(err)
+  })
 })
 
-ui.roll.addEventListener('click', () => send({ type: 'roll', sides: DIE_SIDES }))
+ui.roll.addEventListener('click', () => {
+  client.request({ type: 'roll', sides: DIE_SIDES }).catch(report)
+})
+
+// ---- rendering ----
 
 function render (type, who, body, timestamp) {
   const item = document.createElement('li')
@@ -189,4 +178,4 @@ function setConnected (connected) {
   for (const button of [ui.sendBroadcast, ui.sendDirect, ui.roll]) button.disabled = !connected
 }
 
-connect()
+client.connect().catch(report)

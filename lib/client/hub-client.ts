@@ -1,0 +1,546 @@
+import { backoffDelay, normalizeBackoff, type BackoffOptions } from './backoff.js'
+import { Emitter } from './emitter.js'
+import { ClientErrorCodes, HubClientError } from './errors.js'
+import type {
+  AckFrame,
+  BroadcastFrame,
+  DirectFrame,
+  ErrorFrame,
+  HubClientEvents,
+  HubClientState,
+  InboundFrame,
+  OutgoingClientFrame,
+  PongFrame,
+  PublishFrame,
+  ResubscribeFailure,
+  ServerFrameMap,
+  SubscribeFrame,
+  UnsubscribeFrame,
+  WebSocketConstructor,
+  WebSocketLike,
+  WelcomeFrame
+} from './types.js'
+
+export interface HubClientOptions {
+  /** Subprotocols offered; the hub selects one. Default `['ws-hub.v1']`. */
+  protocols?: string[]
+  /**
+   * Sent as a `bearer.<token>` subprotocol entry after `protocols` (browsers
+   * cannot set headers on a WebSocket). A function is called before every
+   * attempt, so a reconnect can carry a fresh token. The token must be made
+   * of HTTP token characters (a JWT is).
+   */
+  token?: string | (() => string | Promise<string>)
+  /** Backoff between reconnect attempts, or `false` to never reconnect. */
+  reconnect?: Partial<BackoffOptions> | false
+  /**
+   * Close codes after which the client gives up instead of reconnecting.
+   * Default `[1008, 4000]`: a policy close (session expired, message flood)
+   * or a close by the server (`DELETE /api/connections/:id`) is meant to
+   * stick. Pass `[]` to reconnect after every close.
+   */
+  noReconnectCodes?: number[]
+  /** Interval of app-level `{"type":"ping"}` while open; `0` disables. Default 20000. */
+  pingIntervalMs?: number
+  /** A ping unanswered this long means the server is gone: the socket is dropped (close code 1006) and reconnected. Default 10000. */
+  pongTimeoutMs?: number
+  /** How long a request waits for its `ack` before rejecting with `ack_timeout`. Default 10000. */
+  ackTimeoutMs?: number
+  /** How long an attempt may take from opening the socket to `welcome`. Default 10000. */
+  openTimeoutMs?: number
+  /** The WebSocket class to use. Default: `globalThis.WebSocket`, else the `ws` package. */
+  WebSocket?: WebSocketConstructor
+}
+
+export const CLIENT_DEFAULTS = Object.freeze({
+  protocols: Object.freeze(['ws-hub.v1']),
+  noReconnectCodes: Object.freeze([1008, 4000]),
+  pingIntervalMs: 20_000,
+  pongTimeoutMs: 10_000,
+  ackTimeoutMs: 10_000,
+  openTimeoutMs: 10_000
+})
+
+/** Reported as the close code when the client gives a silent socket up (RFC 6455: closed without a close frame). */
+const ABNORMAL_CLOSURE = 1006
+const CLOSED = 3
+/** How long `close()` waits for the closing handshake before it stops waiting. */
+const CLOSE_WAIT_MS = 2_000
+
+type Timer = ReturnType<typeof setTimeout>
+type Reply = AckFrame | PongFrame
+
+interface Pending {
+  expect: 'ack' | 'pong'
+  resolve: (frame: Reply) => void
+  reject: (error: HubClientError) => void
+  timer: Timer
+}
+
+interface Waiter {
+  resolve: (clientId: string) => void
+  reject: (error: HubClientError) => void
+}
+
+let wsModule: Promise<WebSocketConstructor> | undefined
+
+/**
+ * The WebSocket class: the platform's when there is one (browsers, Node 22),
+ * else the `ws` package, imported only then so a browser never loads it.
+ */
+async function platformWebSocket (): Promise<WebSocketConstructor> {
+  const native = (globalThis as { WebSocket?: unknown }).WebSocket
+  if (typeof native === 'function') return native as WebSocketConstructor
+  wsModule ??= import(/* webpackIgnore: true */ 'ws').then((module) => module.WebSocket as unknown as WebSocketConstructor)
+  return wsModule
+}
+
+/**
+ * A client of the hub's wire protocol, for browsers and Node.
+ *
+ * ```js
+ * const client = new HubClient('wss://example.com/ws', { token })
+ * client.on('message', (frame) => console.log(frame.from, frame.message))
+ * await client.connect()
+ * await client.subscribe('prices')
+ * await client.broadcast('hello')
+ * ```
+ *
+ * Every request carries an auto-increment `id` and returns a promise settled
+ * by the matching `ack` (or `pong`), the matching `error` frame, the ack
+ * timeout, or the socket closing first: no promise is left hanging.
+ *
+ * Events (`on` returns the function that removes the handler): every server
+ * frame by its `type`, built in or sent by a service (`'rolled'`), `'*'` for
+ * all frames, and the lifecycle events `'open'`, `'close'`, `'reconnecting'`,
+ * `'state'` and `'invalid-frame'`; those names are taken, so a service should
+ * not use them as frame types.
+ *
+ * After a close the client reconnects with exponential backoff and jitter and
+ * subscribes its topics again, except after `close()`, with
+ * `reconnect: false`, or after a close code in `noReconnectCodes` (1008 and
+ * 4000 by default: the server meant it). A connection whose server stops
+ * answering pings is dropped and reported as a 1006 close. In Node, a client
+ * that is not closed keeps the process alive, as an open socket would.
+ */
+export class HubClient {
+  readonly url: string
+  readonly #protocols: readonly string[]
+  readonly #token: HubClientOptions['token']
+  readonly #backoff: BackoffOptions | false
+  readonly #noReconnect: ReadonlySet<number>
+  readonly #pingIntervalMs: number
+  readonly #pongTimeoutMs: number
+  readonly #ackTimeoutMs: number
+  readonly #openTimeoutMs: number
+  readonly #WebSocket: WebSocketConstructor | undefined
+  readonly #events = new Emitter()
+  readonly #pending = new Map<number, Pending>()
+  readonly #topics = new Set<string>()
+  #waiters: Waiter[] = []
+  #socket: WebSocketLike | null = null
+  #state: HubClientState = 'closed'
+  #clientId: string | undefined
+  #userId: string | undefined
+  #nextId = 1
+  /** Failed attempts since the last welcome. */
+  #attempt = 0
+  /** Whether this client has been welcomed before: the next welcome is a reconnect. */
+  #welcomed = false
+  #stopped = true
+  #openTimer: Timer | undefined
+  #retryTimer: Timer | undefined
+  #pingTimer: ReturnType<typeof setInterval> | undefined
+  #pingInFlight = false
+  /** Bumped by every attempt and by close(), so an attempt that awaited can tell it is stale. */
+  #generation = 0
+
+  constructor (url: string, options: HubClientOptions = {}) {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch (err) {
+      throw new TypeError(`HubClient: invalid URL ${JSON.stringify(url)}`, { cause: err })
+    }
+    if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+      throw new TypeError(`HubClient: the URL must be ws:, wss:, http: or https: (got ${parsed.protocol})`)
+    }
+    this.url = url
+    this.#protocols = Object.freeze([...(options.protocols ?? CLIENT_DEFAULTS.protocols)])
+    this.#token = options.token
+    this.#backoff = options.reconnect === false ? false : normalizeBackoff(options.reconnect ?? {})
+    this.#noReconnect = new Set(options.noReconnectCodes ?? CLIENT_DEFAULTS.noReconnectCodes)
+    this.#pingIntervalMs = duration(options.pingIntervalMs, CLIENT_DEFAULTS.pingIntervalMs, 'pingIntervalMs', 0)
+    this.#pongTimeoutMs = duration(options.pongTimeoutMs, CLIENT_DEFAULTS.pongTimeoutMs, 'pongTimeoutMs', 1)
+    this.#ackTimeoutMs = duration(options.ackTimeoutMs, CLIENT_DEFAULTS.ackTimeoutMs, 'ackTimeoutMs', 1)
+    this.#openTimeoutMs = duration(options.openTimeoutMs, CLIENT_DEFAULTS.openTimeoutMs, 'openTimeoutMs', 1)
+    this.#WebSocket = options.WebSocket
+  }
+
+  /** 'closed' before `connect()` and after `close()` or a close that is not retried. */
+  get state (): HubClientState { return this.#state }
+  /** The id from the current connection's `welcome`; undefined while not open. */
+  get clientId (): string | undefined { return this.#clientId }
+  /** The authenticated user of the current connection, if the hub authenticates. */
+  get userId (): string | undefined { return this.#userId }
+  /** Topics subscribed: acknowledged, and subscribed again after every reconnect. */
+  get topics (): string[] { return [...this.#topics] }
+
+  /**
+   * Opens the connection and resolves with the client id of the first
+   * `welcome`. Failed attempts are retried with backoff (unless
+   * `reconnect: false`); it rejects when the client gives up or `close()`
+   * is called first.
+   */
+  connect (): Promise<string> {
+    if (this.#state === 'open' && this.#clientId !== undefined) return Promise.resolve(this.#clientId)
+    const waiting = new Promise<string>((resolve, reject) => { this.#waiters.push({ resolve, reject }) })
+    if (this.#state === 'closed') {
+      this.#stopped = false
+      this.#attempt = 0
+      this.#setState('connecting')
+      this.#attemptNow()
+    }
+    return waiting
+  }
+
+  /**
+   * Stops for good: no reconnect, pending requests rejected with `closed`.
+   * Resolves once the socket has closed (waiting at most two seconds for
+   * the server's answer). `connect()` may be called again later.
+   */
+  async close (code = 1000, reason = ''): Promise<void> {
+    this.#stopped = true
+    this.#generation++
+    clearTimeout(this.#retryTimer)
+    const socket = this.#socket
+    const wasClosed = this.#state === 'closed'
+    this.#detach()
+    this.#rejectAll(new HubClientError(ClientErrorCodes.closed, 'the client was closed', { closeCode: code }))
+    this.#fail(new HubClientError(ClientErrorCodes.closed, 'the client was closed before it connected', { closeCode: code }))
+    if (!wasClosed) {
+      this.#events.emit('close', { code, reason, willReconnect: false })
+      this.#setState('closed')
+    }
+    if (socket !== null) await closeSocket(socket, code, reason)
+  }
+
+  /** Listens to a server frame type, a custom frame type or a lifecycle event. Returns the function that stops listening. */
+  on<K extends keyof HubClientEvents>(type: K, handler: (event: HubClientEvents[K]) => void): () => void
+  on (type: string, handler: (frame: InboundFrame) => void): () => void
+  on (type: string, handler: (event: never) => void): () => void {
+    return this.#events.on(type, handler as (payload: unknown) => void)
+  }
+
+  /** Every connected client, this one included, receives `{"type":"message"}`. */
+  broadcast (message: unknown): Promise<AckFrame> {
+    const frame: BroadcastFrame = { type: 'broadcast', message }
+    return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  /** One client receives `{"type":"direct"}`; an unknown id rejects with `unknown_target`. */
+  direct (clientId: string, message: unknown): Promise<AckFrame> {
+    const frame: DirectFrame = { type: 'direct', target: clientId, message }
+    return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  /** Every connection of a user receives `{"type":"direct"}`. */
+  sendToUser (userId: string, message: unknown): Promise<AckFrame> {
+    const frame: DirectFrame = { type: 'direct', user: userId, message }
+    return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  /** Resolves once the server has subscribed this connection; the topic is then subscribed again after every reconnect. */
+  async subscribe (topic: string): Promise<AckFrame> {
+    const frame: SubscribeFrame = { type: 'subscribe', topic }
+    const ack = await this.#request(frame, 'ack', this.#ackTimeoutMs)
+    this.#topics.add(topic)
+    return ack
+  }
+
+  /** Forgets the topic at once (a reconnect will not subscribe it again), then tells the server. */
+  unsubscribe (topic: string): Promise<AckFrame> {
+    this.#topics.delete(topic)
+    const frame: UnsubscribeFrame = { type: 'unsubscribe', topic }
+    return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  /** The topic's subscribers receive `{"type":"publish"}`; the publisher need not be subscribed. */
+  publish (topic: string, message: unknown): Promise<AckFrame> {
+    const frame: PublishFrame = { type: 'publish', topic, message }
+    return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  /** An app-level ping; resolves with the `pong`. */
+  ping (): Promise<PongFrame> {
+    return this.#request({ type: 'ping' }, 'pong', this.#ackTimeoutMs)
+  }
+
+  /**
+   * Sends any frame (custom types go to the server's service) with an `id`
+   * of the client's own, replacing one the frame had, and resolves on its
+   * `ack` (a `ping` resolves on its `pong`).
+   */
+  request (frame: { type: 'ping' }): Promise<PongFrame>
+  request (frame: OutgoingClientFrame): Promise<AckFrame>
+  request (frame: OutgoingClientFrame): Promise<Reply> {
+    return frame.type === 'ping' ? this.#request(frame, 'pong', this.#ackTimeoutMs) : this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  #request<T extends Reply['type']> (frame: OutgoingClientFrame, expect: T, timeoutMs: number): Promise<ServerFrameMap[T]> {
+    const socket = this.#socket
+    if (this.#state !== 'open' || socket === null) {
+      return Promise.reject(new HubClientError(ClientErrorCodes.notConnected, `cannot send "${frame.type}": the client is ${this.#state}`))
+    }
+    const id = this.#nextId++
+    return new Promise<ServerFrameMap[T]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id)
+        const code = expect === 'pong' ? ClientErrorCodes.pongTimeout : ClientErrorCodes.ackTimeout
+        reject(new HubClientError(code, `no ${expect} for "${frame.type}" (id ${id}) within ${timeoutMs} ms`))
+      }, timeoutMs)
+      // #settle only hands it a frame whose type is `expect`.
+      this.#pending.set(id, { expect, resolve: resolve as (frame: Reply) => void, reject, timer })
+      try {
+        socket.send(JSON.stringify({ ...frame, id }))
+      } catch (err) {
+        clearTimeout(timer)
+        this.#pending.delete(id)
+        reject(new HubClientError(ClientErrorCodes.sendFailed, `could not send "${frame.type}"`, { cause: err }))
+      }
+    })
+  }
+
+  /**
+   * Starts one attempt. If no socket can even be made (the token callback
+   * threw, `ws` is not installed, the platform refused the protocols), the
+   * client gives up and says why, rather than spin.
+   */
+  #attemptNow (): void {
+    const generation = ++this.#generation
+    this.#open(generation).catch((err: unknown) => {
+      if (this.#stopped || generation !== this.#generation) return
+      this.#giveUp(new HubClientError(ClientErrorCodes.connectFailed, `could not open a socket to ${this.url}: ${String(err)}`, { cause: err }))
+    })
+  }
+
+  async #open (generation: number): Promise<void> {
+    const protocols = [...this.#protocols]
+    const token = typeof this.#token === 'function' ? await this.#token() : this.#token
+    if (token !== undefined) protocols.push(`bearer.${token}`)
+    const WebSocketClass = this.#WebSocket ?? await platformWebSocket()
+    // close() or a newer attempt may have run while this one awaited.
+    if (this.#stopped || generation !== this.#generation) return
+    const socket = new WebSocketClass(this.url, protocols)
+    this.#socket = socket
+    // Events of a socket this client has since dropped are ignored.
+    socket.addEventListener('message', (event) => { if (this.#socket === socket) this.#onData(event.data) })
+    socket.addEventListener('close', (event) => {
+      if (this.#socket === socket) this.#onGone(event.code ?? ABNORMAL_CLOSURE, event.reason ?? '')
+    })
+    // 'error' is always followed by 'close', which does the work; the
+    // listener keeps `ws` from throwing it.
+    socket.addEventListener('error', noop)
+    this.#openTimer = setTimeout(() => this.#drop(`no welcome within ${this.#openTimeoutMs} ms`), this.#openTimeoutMs)
+  }
+
+  #onData (data: unknown): void {
+    let frame: unknown
+    try {
+      frame = JSON.parse(typeof data === 'string' ? data : String(data))
+    } catch {
+      this.#events.emit('invalid-frame', { data, error: 'not JSON' })
+      return
+    }
+    if (frame === null || typeof frame !== 'object' || typeof (frame as { type?: unknown }).type !== 'string') {
+      this.#events.emit('invalid-frame', { data, error: 'not an object with a string type' })
+      return
+    }
+    const inbound = frame as InboundFrame
+    switch (inbound.type) {
+      case 'welcome':
+        this.#onWelcome(inbound as WelcomeFrame)
+        break
+      case 'ack':
+      case 'pong':
+        this.#settle(inbound as Reply)
+        break
+      case 'error':
+        this.#refuse(inbound as ErrorFrame)
+        break
+    }
+    this.#events.emit(inbound.type, inbound)
+    this.#events.emit('*', inbound)
+  }
+
+  #onWelcome (frame: WelcomeFrame): void {
+    const socket = this.#socket
+    clearTimeout(this.#openTimer)
+    this.#clientId = frame.clientId
+    this.#userId = frame.userId
+    this.#attempt = 0
+    const reconnected = this.#welcomed
+    this.#welcomed = true
+    this.#setState('open')
+    this.#startPings()
+    // Subscriptions are sent before anything the application sends after
+    // 'open', and 'open' waits for their acks.
+    const topics = [...this.#topics]
+    Promise.allSettled(topics.map(async (topic) => this.#request({ type: 'subscribe', topic }, 'ack', this.#ackTimeoutMs))).then((results) => {
+      if (this.#socket !== socket || this.#state !== 'open') return
+      const failures: ResubscribeFailure[] = []
+      results.forEach((result, index) => {
+        const topic = topics[index] as string
+        if (result.status === 'fulfilled') return
+        const error = result.reason instanceof Error ? result.reason : new Error(String(result.reason))
+        failures.push({ topic, error })
+        // The server refused it: stop asking. A lost connection is retried with the next welcome.
+        if (error instanceof HubClientError && error.frame !== undefined) this.#topics.delete(topic)
+      })
+      this.#events.emit('open', { clientId: frame.clientId, userId: frame.userId, reconnected, resubscribeFailures: failures })
+      const waiters = this.#waiters
+      this.#waiters = []
+      for (const waiter of waiters) waiter.resolve(frame.clientId)
+    }, noop)
+  }
+
+  #settle (frame: Reply): void {
+    if (frame.id === undefined || typeof frame.id !== 'number') return
+    const pending = this.#pending.get(frame.id)
+    if (pending === undefined || pending.expect !== frame.type) return
+    this.#pending.delete(frame.id)
+    clearTimeout(pending.timer)
+    pending.resolve(frame)
+  }
+
+  #refuse (frame: ErrorFrame): void {
+    if (typeof frame.id !== 'number') return
+    const pending = this.#pending.get(frame.id)
+    if (pending === undefined) return
+    this.#pending.delete(frame.id)
+    clearTimeout(pending.timer)
+    pending.reject(new HubClientError(frame.code, frame.message, { frame }))
+  }
+
+  #startPings (): void {
+    if (this.#pingIntervalMs === 0) return
+    const socket = this.#socket
+    this.#pingInFlight = false
+    this.#pingTimer = setInterval(() => {
+      if (this.#pingInFlight || this.#socket !== socket) return
+      this.#pingInFlight = true
+      this.#request({ type: 'ping' }, 'pong', this.#pongTimeoutMs).then(() => {
+        this.#pingInFlight = false
+      }, (err: unknown) => {
+        this.#pingInFlight = false
+        if (this.#socket !== socket) return
+        if (err instanceof HubClientError && err.code === ClientErrorCodes.pongTimeout) this.#drop(err.message)
+      })
+    }, this.#pingIntervalMs)
+  }
+
+  /**
+   * Gives a silent socket up without waiting for a closing handshake that
+   * may never come: `ws` sockets are terminated, browser sockets closed in
+   * the background, and their late events ignored.
+   */
+  #drop (reason: string): void {
+    const socket = this.#socket
+    if (socket === null) return
+    this.#onGone(ABNORMAL_CLOSURE, reason)
+    try {
+      if (socket.terminate !== undefined) socket.terminate()
+      else socket.close()
+    } catch {
+      // Already closing: nothing more to do, its events are ignored.
+    }
+  }
+
+  #onGone (code: number, reason: string): void {
+    this.#detach()
+    const retry = !this.#stopped && this.#backoff !== false && !this.#noReconnect.has(code)
+    this.#rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
+    this.#events.emit('close', { code, reason, willReconnect: retry })
+    if (this.#stopped) return
+    const backoff = this.#backoff
+    if (!retry || backoff === false) {
+      this.#giveUp(new HubClientError(ClientErrorCodes.connectFailed, `the connection closed with code ${code}${reason === '' ? '' : ` (${reason})`} and is not retried`, { closeCode: code }))
+      return
+    }
+    this.#attempt++
+    const delayMs = backoffDelay(this.#attempt, backoff)
+    this.#setState('reconnecting')
+    this.#events.emit('reconnecting', { attempt: this.#attempt, delayMs })
+    this.#retryTimer = setTimeout(() => this.#attemptNow(), delayMs)
+  }
+
+  #giveUp (error: HubClientError): void {
+    this.#stopped = true
+    this.#detach()
+    this.#fail(error)
+    this.#setState('closed')
+  }
+
+  /** Forgets the current socket and its timers. */
+  #detach (): void {
+    this.#socket = null
+    this.#clientId = undefined
+    this.#userId = undefined
+    clearTimeout(this.#openTimer)
+    clearInterval(this.#pingTimer)
+  }
+
+  #rejectAll (error: HubClientError): void {
+    const pending = [...this.#pending.values()]
+    this.#pending.clear()
+    for (const entry of pending) {
+      clearTimeout(entry.timer)
+      entry.reject(error)
+    }
+  }
+
+  #fail (error: HubClientError): void {
+    const waiters = this.#waiters
+    this.#waiters = []
+    for (const waiter of waiters) waiter.reject(error)
+  }
+
+  #setState (state: HubClientState): void {
+    const previous = this.#state
+    if (previous === state) return
+    this.#state = state
+    this.#events.emit('state', { state, previous })
+  }
+}
+
+function noop (): void {}
+
+function duration (value: number | undefined, fallback: number, name: string, min: number): number {
+  const result = value ?? fallback
+  if (!Number.isFinite(result) || result < min) throw new RangeError(`HubClient: ${name} must be a number >= ${min} (got ${String(value)})`)
+  return result
+}
+
+/**
+ * Closes a socket and resolves when it has closed, or after CLOSE_WAIT_MS,
+ * when a `ws` socket is terminated (a browser's gives up on its own).
+ */
+async function closeSocket (socket: WebSocketLike, code: number, reason: string): Promise<void> {
+  if (socket.readyState === CLOSED) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      socket.terminate?.()
+      resolve()
+    }, CLOSE_WAIT_MS)
+    socket.addEventListener('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    try {
+      socket.close(code, reason)
+    } catch {
+      // A code the platform refuses (only 1000 and 3000-4999 may be sent).
+      socket.close()
+    }
+  })
+}

@@ -1,0 +1,33 @@
+/**
+ * `fastify-ws-hub/client`: a typed client of the hub's wire protocol for
+ * browsers and Node. No runtime dependency: in a browser the compiled files
+ * load as plain ES modules; in Node without a global WebSocket it imports
+ * `ws`, and only then.
+ */
+export { HubClient, CLIENT_DEFAULTS, type HubClientOptions } from './hub-client.js'
+export { HubClientError, ClientErrorCodes, type HubClientErrorDetails } from './errors.js'
+export { backoffDelay, normalizeBackoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
+export type {
+  AckFrame,
+  BroadcastFrame,
+  CustomServerFrame,
+  DirectFrame,
+  ErrorFrame,
+  HubClientEvents,
+  HubClientState,
+  InboundFrame,
+  LifecycleEvents,
+  OutgoingClientFrame,
+  PingFrame,
+  PongFrame,
+  PublishFrame,
+  ResubscribeFailure,
+  ServerFrameMap,
+  ServerFrameType,
+  SocketEvent,
+  SubscribeFrame,
+  UnsubscribeFrame,
+  WebSocketConstructor,
+  WebSocketLike,
+  WelcomeFrame
+} from './types.js'
