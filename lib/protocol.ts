@@ -121,8 +121,7 @@ export const ErrorCodes = {
   unsupportedBinary: 'unsupported_binary',
   rateLimited: 'rate_limited',
   tooManyTopics: 'too_many_topics',
-  serviceError: 'service_error',
-  internalError: 'internal_error'
+  serviceError: 'service_error'
 } as const
 
 /** Close codes the hub uses. 4000-4999 are application codes (RFC 6455 7.4.2). */
