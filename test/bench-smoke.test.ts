@@ -5,21 +5,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { METRIC_KEYS } from '../bench/report.js'
+import { SYSTEM_NAMES } from '../bench/systems/system.js'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const SYSTEMS = ['hub', 'hub-send', 'fastify-websocket', 'ws', 'socketio']
-const METRICS = [
-  'connectionsPerSec',
-  'rssBytesPerConnection',
-  'heapBytesPerConnection',
-  'latencyP50Ms',
-  'latencyP99Ms',
-  'deliveriesPerSec',
-  'cpuUsPerDelivery',
-  'deliveriesPerSecTick10',
-  'cpuUsPerDeliveryTick10'
-]
 const CLIENTS = 200
 
 // Compiling bench/ and running five systems takes longer than tap's default
@@ -50,11 +40,11 @@ t.test('the quick bench runs every system and reports every metric', async (t) =
   const report: unknown = JSON.parse(readFileSync(out, 'utf8'))
   const runs = field(report, 'runs')
   if (!Array.isArray(runs)) throw new Error('no runs in the JSON')
-  for (const system of SYSTEMS) {
+  for (const system of SYSTEM_NAMES) {
     const entry: unknown = runs.find((r: unknown) => field(r, 'system') === system && field(r, 'clients') === CLIENTS)
     t.equal(field(entry, 'ok'), true, `${system} ran (${String(field(entry, 'error') ?? '')})`)
     const metrics = field(entry, 'metrics')
-    for (const metric of METRICS) {
+    for (const metric of METRIC_KEYS) {
       const value = field(metrics, metric)
       // RSS is the one figure that may honestly be 0 or even negative with a
       // couple of hundred clients: new connections fit in memory the process

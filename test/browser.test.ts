@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Page } from 'playwright-core'
 import { buildExampleApp } from '../example/app.js'
 import { until } from './helpers.js'
-import { freePort, haveChromium, launchChromium } from './helpers/browser.js'
+import { haveChromium, launchChromium } from './helpers/browser.js'
+import { freePort } from './helpers/redis-server.js'
 
 // The chat page in a real (headless) Chromium against the example app.
 // The example imports the plugin by name and serves the client from dist/:

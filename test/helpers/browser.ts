@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { chromium, type Browser } from 'playwright-core'
 
 export interface TapLike {
@@ -41,20 +40,4 @@ export async function launchChromium (t: TapLike): Promise<Browser> {
   const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 })
   t.teardown(() => browser.close())
   return browser
-}
-
-/** A loopback port free right now, to listen on again after a restart. */
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      if (address === null || typeof address === 'string') {
-        reject(new Error('no port'))
-        return
-      }
-      server.close(() => resolve(address.port))
-    })
-  })
 }
