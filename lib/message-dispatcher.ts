@@ -35,7 +35,6 @@ export interface DispatchOptions {
 export interface DispatcherCounters {
   brokerPublishFailures: number
   remoteEnvelopesIn: number
-  invalidEnvelopes: number
 }
 
 export interface MessageDispatcherOptions {
@@ -56,7 +55,7 @@ export interface MessageDispatcherOptions {
  * instances. Local delivery never waits on the broker.
  */
 export class MessageDispatcher {
-  readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0, invalidEnvelopes: 0 }
+  readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0 }
   readonly #instanceId: string
   readonly #connections: ConnectionManager
   readonly #registry: Registry
@@ -209,8 +208,8 @@ export class MessageDispatcher {
 
   /** Called by the broker for envelopes from other instances. */
   receive (envelope: Envelope): void {
-    this.counters.remoteEnvelopesIn++
     if (envelope.origin === this.#instanceId) return
+    this.counters.remoteEnvelopesIn++
     const control = envelope.control
     if (control !== undefined) {
       const target = envelope.target

@@ -67,6 +67,20 @@ export function brokerSuite (t: TapLike, name: string, factory: BrokerFactory): 
     t.same(got?.target, { kind: 'all' })
   })
 
+  // The race a backend must not lose: subscribed but not yet positioned, so
+  // the first publish after start() slips past a fresh instance.
+  t.test(`${name}: a fresh instance receives a publish made the moment start() resolves, every time`, async (t) => {
+    const idA = uniqueId('a')
+    const a = await started(t, idA)
+    for (let round = 0; round < 10; round++) {
+      const fresh = await started(t, uniqueId(`fresh${round}`))
+      await a.broker.publish({ origin: idA, target: { kind: 'all' }, frame: frame(round) })
+      const [got] = await fresh.inbox.waitFor(1, timeout)
+      t.equal(got?.frame, frame(round), `round ${round}`)
+      await fresh.broker.close()
+    }
+  })
+
   t.test(`${name}: an instance never receives its own envelopes`, async (t) => {
     const idA = uniqueId('a')
     const a = await started(t, idA)
