@@ -11,8 +11,8 @@ import { field } from './control.js'
  * to the hub unchanged, and the driver takes separate control ports for the
  * trigger (A) and for counting clients (B).
  *
- * What is left to add: the scenarios. Either list them below, or pass them
- * at run time as JSON, e.g.
+ * With REDIS_URL and/or KAFKA_BROKERS set, a Redis and/or Kafka scenario
+ * runs; more can be passed at run time as JSON, e.g.
  *
  *   BENCH_CROSS_INSTANCE='[{"name":"redis","broker":{"type":"redis","url":"redis://127.0.0.1:6379"}}]' npm run bench
  *
@@ -26,10 +26,24 @@ export interface CrossInstanceScenario {
   registry?: unknown
 }
 
-export const CROSS_INSTANCE_SCENARIOS: CrossInstanceScenario[] = []
+/** Redis and Kafka scenarios for the brokers the environment names (REDIS_URL, KAFKA_BROKERS). */
+export function defaultScenarios (environment: NodeJS.ProcessEnv): CrossInstanceScenario[] {
+  const scenarios: CrossInstanceScenario[] = []
+  const redis = environment.REDIS_URL
+  if (redis !== undefined && redis !== '') {
+    const prefix = `ws-hub-bench:${process.pid}:`
+    scenarios.push({ name: 'redis', broker: { type: 'redis', url: redis, channelPrefix: prefix } })
+  }
+  const kafka = environment.KAFKA_BROKERS
+  if (kafka !== undefined && kafka !== '') {
+    scenarios.push({ name: 'kafka', broker: { type: 'kafka', brokers: kafka.split(','), topic: `ws-hub-bench-${process.pid}` } })
+  }
+  return scenarios
+}
 
-/** The scenarios above, plus those in BENCH_CROSS_INSTANCE. */
+/** The scenarios for the brokers in the environment, plus those in BENCH_CROSS_INSTANCE. */
 export function crossInstanceScenarios (env: string | undefined): CrossInstanceScenario[] {
+  const CROSS_INSTANCE_SCENARIOS = defaultScenarios(process.env)
   if (env === undefined || env.trim() === '') return CROSS_INSTANCE_SCENARIOS
   const parsed: unknown = JSON.parse(env)
   if (!Array.isArray(parsed)) throw new Error('BENCH_CROSS_INSTANCE must be a JSON array of { name, broker, registry? }')

@@ -163,8 +163,13 @@ async function main (): Promise<number> {
   if (crossInstance.length > 0) {
     process.stdout.write('\ncross-instance broadcast latency (trigger on instance A, clients on instance B)\n')
     for (const run of crossInstance) {
+      // Added latency: the same broadcast on one hub, same client count, as the baseline.
+      const local = runs.find((r) => r.system === 'hub' && r.clients === run.clients && r.ok)?.metrics
+      const added = run.ok && local !== undefined
+        ? `; added vs one hub: p50 +${formatNumber(run.p50Ms - local.latencyP50Ms)} ms, p99 +${formatNumber(run.p99Ms - local.latencyP99Ms)} ms`
+        : ''
       process.stdout.write(`  ${run.scenario}, ${run.clients} clients: ` +
-        (run.ok ? `p50 ${formatNumber(run.p50Ms)} ms, p99 ${formatNumber(run.p99Ms)} ms` : `FAILED: ${run.error}`) + '\n')
+        (run.ok ? `p50 ${formatNumber(run.p50Ms)} ms, p99 ${formatNumber(run.p99Ms)} ms${added}` : `FAILED: ${run.error}`) + '\n')
     }
   }
   process.stdout.write(`\nload average at start ${load.map((x) => x.toFixed(2)).join(' ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' ')} ` +
