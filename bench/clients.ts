@@ -60,7 +60,15 @@ export function openClient (protocol: ClientProtocol, url: string, onSeq: OnSeq,
           const frame: unknown = JSON.parse(text(data))
           const type = field(frame, 'type')
           if (type === 'server-broadcast') measured(seqOf(field(frame, 'message')))
-          else if (type === 'welcome') ready()
+          else if (type === 'batch') {
+            // Clients that opted in to batching get the window's frames in one.
+            const inner = field(frame, 'messages')
+            if (Array.isArray(inner)) {
+              for (const message of inner) {
+                if (field(message, 'type') === 'server-broadcast') measured(seqOf(field(message, 'message')))
+              }
+            }
+          } else if (type === 'welcome') ready()
         })
         break
       case 'socketio':

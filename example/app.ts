@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import fastifyStatic from '@fastify/static'
-import wsHub from 'fastify-ws-hub'
+import wsHub, { redactedRequestSerializer } from 'fastify-ws-hub'
 import { readConfig, type Env } from './config.js'
 import { API_KEY_HEADER } from './api-key.js'
 import { demoService, registerTicker } from './demo-service.js'
@@ -37,7 +37,8 @@ function description (restPrefix: string): string {
 
 export async function buildExampleApp (env: Env = process.env, server: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const config = readConfig(env)
-  const app = Fastify({ logger: { level: config.logLevel }, ...server })
+  // The request serializer redacts tokens from logged URLs (?token=...).
+  const app = Fastify({ logger: { level: config.logLevel, serializers: { req: redactedRequestSerializer } }, ...server })
   const secured = typeof config.hub.rest === 'object' && config.hub.rest.auth !== undefined
   const restPrefix = (typeof config.hub.rest === 'object' ? config.hub.rest.prefix : undefined) ?? '/api'
 

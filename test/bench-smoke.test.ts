@@ -35,7 +35,7 @@ t.test('the quick bench runs every system and reports every metric', async (t) =
   })
 
   t.match(stdout, /connections accepted \/s/, 'prints the table')
-  for (const label of ['hub', 'hub (send)', '@fastify/websocket', 'ws', 'socket.io']) t.match(stdout, label)
+  for (const label of ['hub', 'hub (send)', 'hub (batch)', '@fastify/websocket', 'ws', 'socket.io']) t.match(stdout, label)
 
   const report: unknown = JSON.parse(readFileSync(out, 'utf8'))
   const runs = field(report, 'runs')

@@ -5,6 +5,8 @@ import type { SystemOptions, SystemUnderTest } from './system.js'
 export interface HubBenchOptions extends SystemOptions {
   /** The hub's `preparedFrames` option: frames built once per message (lib/prepared-frame.ts). */
   prepared: boolean
+  /** Clients connect with ?batch=1 and receive {"type":"batch"} frames. */
+  batch?: boolean
 }
 
 /**
@@ -28,7 +30,7 @@ export async function startHub (options: HubBenchOptions): Promise<SystemUnderTe
   const dispatcher = app.messageDispatcher
   const onError = (err: unknown): void => { process.stderr.write(`hub: broadcast failed: ${String(err)}\n`) }
   return {
-    url: `ws://127.0.0.1:${address.port}/ws`,
+    url: `ws://127.0.0.1:${address.port}/ws${options.batch === true ? '?batch=1' : ''}`,
     count: () => app.connectionManager.count,
     broadcast: (payload) => { dispatcher.broadcast(payload).catch(onError) },
     stats: () => app.wsHub.stats(),

@@ -27,7 +27,7 @@ export interface SystemOptions {
 /** What the driver's clients speak, so every system costs the client the same. */
 export type ClientProtocol = 'hub' | 'plain' | 'socketio'
 
-export const SYSTEM_NAMES = ['hub', 'hub-send', 'fastify-websocket', 'ws', 'socketio'] as const
+export const SYSTEM_NAMES = ['hub', 'hub-send', 'hub-batch', 'fastify-websocket', 'ws', 'socketio'] as const
 export type SystemName = typeof SYSTEM_NAMES[number]
 
 export interface SystemInfo {
@@ -39,6 +39,7 @@ export interface SystemInfo {
 export const SYSTEMS: Record<SystemName, SystemInfo> = {
   hub: { label: 'hub', protocol: 'hub', description: 'fastify-ws-hub from dist/, memory backends, heartbeat off, messageDispatcher.broadcast(), default options (prepared frames)' },
   'hub-send': { label: 'hub (send)', protocol: 'hub', description: 'the same hub with preparedFrames: false: one socket.send per recipient' },
+  'hub-batch': { label: 'hub (batch)', protocol: 'hub', description: 'the same hub, every client opted in to batching (?batch=1, default 25 ms / 100 messages)' },
   'fastify-websocket': { label: '@fastify/websocket', protocol: 'plain', description: 'stock @fastify/websocket, for (const c of app.websocketServer.clients) c.send(JSON.stringify(msg))' },
   ws: { label: 'ws', protocol: 'plain', description: 'bare ws WebSocketServer, the same loop' },
   socketio: { label: 'socket.io', protocol: 'socketio', description: 'Socket.IO 4, websocket transport only, io.emit()' }
@@ -55,7 +56,8 @@ export async function startSystem (name: SystemName, options: SystemOptions): Pr
   switch (name) {
     case 'hub':
     case 'hub-send':
-      return (await import('./hub.js')).startHub({ ...options, prepared: name === 'hub' })
+    case 'hub-batch':
+      return (await import('./hub.js')).startHub({ ...options, prepared: name !== 'hub-send', batch: name === 'hub-batch' })
     case 'fastify-websocket':
       return (await import('./fastify-websocket.js')).startFastifyWebsocket()
     case 'ws':
