@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
 import { Kafka, logLevel } from 'kafkajs'
-import { KafkaBroker, KafkaBrokerError } from '../lib/brokers/kafka-broker.js'
+import { KAFKA_DEFAULTS, KafkaBroker, KafkaBrokerError } from '../lib/brokers/kafka-broker.js'
 import { OptionsError, type KafkaBrokerOptions } from '../lib/options.js'
 import type { Envelope } from '../lib/envelope.js'
 import { brokerSuite } from './suites/broker-suite.js'
@@ -37,6 +37,21 @@ class Inbox {
   readonly handler = (envelope: Envelope): void => { this.received.push(envelope) }
   get numbers (): number[] { return this.received.map((e) => (JSON.parse(e.frame) as { n: number }).n) }
 }
+
+t.test('defaults are the documented ones', async (t) => {
+  t.same({ ...KAFKA_DEFAULTS }, {
+    topic: 'ws-hub-events',
+    clientId: 'fastify-ws-hub',
+    groupPrefix: 'ws-hub',
+    partitions: 1,
+    replicationFactor: -1,
+    acks: 1,
+    publishTimeoutMs: 3000,
+    maxPendingPublishes: 10_000,
+    startTimeoutMs: 30_000,
+    maxWaitTimeInMs: 50
+  })
+})
 
 t.test('options are validated when the broker is built, naming the option', async (t) => {
   const valid: KafkaBrokerOptions = { type: 'kafka', brokers: ['127.0.0.1:9092'] }

@@ -29,7 +29,7 @@ export const KAFKA_DEFAULTS = Object.freeze({
   replicationFactor: -1,
   acks: 1 as 1 | -1,
   publishTimeoutMs: 3_000,
-  maxPendingPublishes: 1_000,
+  maxPendingPublishes: 10_000,
   startTimeoutMs: 30_000,
   maxWaitTimeInMs: 50
 })

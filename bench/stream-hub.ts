@@ -1,0 +1,49 @@
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import Fastify from 'fastify'
+import wsHub, { type WsHubOptions } from 'fastify-ws-hub'
+
+/*
+ * One hub instance for bench/stream-latency.ts, in its own process. Options
+ * come as JSON in argv; a line `stream <rate> <ms>` on stdin makes it
+ * broadcast `rate` messages per second for `ms` milliseconds, each carrying
+ * its send time, and answer `done <sent>` on stdout.
+ */
+const options = JSON.parse(process.argv[2] ?? '{}') as WsHubOptions
+const app = Fastify({ logger: false })
+await app.register(wsHub, { heartbeatInterval: 0, handshakeRateLimit: false, rest: false, metrics: false, ...options })
+await app.listen({ port: 0, host: '127.0.0.1' })
+const address = app.server.address()
+if (address === null || typeof address === 'string') throw new Error('no port')
+process.stdout.write(`ready ${address.port}\n`)
+
+// Wall-clock milliseconds with sub-millisecond precision, comparable across
+// processes on one machine.
+const now = (): number => performance.timeOrigin + performance.now()
+
+async function stream (rate: number, durationMs: number): Promise<number> {
+  const started = performance.now()
+  let sent = 0
+  for (;;) {
+    const elapsed = performance.now() - started
+    if (elapsed >= durationMs) return sent
+    // Send what the schedule owes by now, then yield to the event loop.
+    const due = Math.floor((elapsed / 1000) * rate)
+    while (sent < due) {
+      app.messageDispatcher.broadcast({ n: sent, t: now() }).catch(() => {})
+      sent++
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const [command, rate, ms] = line.split(' ')
+  if (command === 'stream') {
+    const sent = await stream(Number(rate), Number(ms))
+    process.stdout.write(`done ${sent}\n`)
+  } else if (command === 'quit') {
+    break
+  }
+}
+await app.close()
