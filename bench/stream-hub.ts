@@ -7,7 +7,8 @@ import wsHub, { type WsHubOptions } from 'fastify-ws-hub'
  * One hub instance for bench/stream-latency.ts, in its own process. Options
  * come as JSON in argv; a line `stream <rate> <ms>` on stdin makes it
  * broadcast `rate` messages per second for `ms` milliseconds, each carrying
- * its send time, and answer `done <sent>` on stdout.
+ * its send time, and answer `done <sent> <conflated drops>` on stdout;
+ * `stream <rate> <ms> <conflateMs>` publishes to topic `ticker` conflated.
  */
 const options = JSON.parse(process.argv[2] ?? '{}') as WsHubOptions
 const app = Fastify({ logger: false })
@@ -21,7 +22,8 @@ process.stdout.write(`ready ${address.port}\n`)
 // processes on one machine.
 const now = (): number => performance.timeOrigin + performance.now()
 
-async function stream (rate: number, durationMs: number): Promise<number> {
+/** conflateMs > 0: publish to topic `ticker` conflated under one key, as a price feed would. */
+async function stream (rate: number, durationMs: number, conflateMs: number): Promise<number> {
   const started = performance.now()
   let sent = 0
   for (;;) {
@@ -30,7 +32,11 @@ async function stream (rate: number, durationMs: number): Promise<number> {
     // Send what the schedule owes by now, then yield to the event loop.
     const due = Math.floor((elapsed / 1000) * rate)
     while (sent < due) {
-      app.messageDispatcher.broadcast({ n: sent, t: now() }).catch(() => {})
+      const message = { n: sent, t: now() }
+      const delivery = conflateMs > 0
+        ? app.messageDispatcher.publish('ticker', message, { conflate: 'ACME', throttleMs: conflateMs })
+        : app.messageDispatcher.broadcast(message)
+      delivery.catch(() => {})
       sent++
     }
     await new Promise((resolve) => setImmediate(resolve))
@@ -38,10 +44,10 @@ async function stream (rate: number, durationMs: number): Promise<number> {
 }
 
 for await (const line of createInterface({ input: process.stdin })) {
-  const [command, rate, ms] = line.split(' ')
+  const [command, rate, ms, conflateMs] = line.split(' ')
   if (command === 'stream') {
-    const sent = await stream(Number(rate), Number(ms))
-    process.stdout.write(`done ${sent}\n`)
+    const sent = await stream(Number(rate), Number(ms), Number(conflateMs ?? 0))
+    process.stdout.write(`done ${sent} ${app.wsHub.stats().conflatedDrops}\n`)
   } else if (command === 'quit') {
     break
   }

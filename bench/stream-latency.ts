@@ -8,8 +8,9 @@ import { WebSocket } from 'ws'
  * `--rate` messages per second for `--seconds`; one client listens on A
  * (local delivery) and one on B (through the broker). Each message carries
  * its send time, so each client measures send-to-receive latency; the
- * difference between the two is what the broker adds. Needs REDIS_URL
- * and/or KAFKA_BROKERS; run with `npm run bench:stream`.
+ * difference between the two is what the broker adds (with REDIS_URL and/or
+ * KAFKA_BROKERS). It also measures conflation on one hub. Run with
+ * `npm run bench:stream`.
  */
 
 interface Options { rate: number, seconds: number }
@@ -55,21 +56,26 @@ async function startHub (options: unknown): Promise<Hub> {
   return { child, port: Number(ready.slice(6)), lines }
 }
 
-/** A client that records the latency of every broadcast it receives. */
-async function listen (port: number): Promise<{ latencies: number[], close: () => void }> {
-  const latencies: number[] = []
+/** A client that records the latency of every broadcast (or `ticker` publish) it receives. */
+async function listen (port: number, topic: string | null): Promise<{ latencies: number[], last: number, close: () => void }> {
+  const state = { latencies: [] as number[], last: -1, close: () => socket.close() }
   const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`)
   await new Promise<void>((resolve, reject) => {
     socket.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as { type: string, message?: { t?: number } }
-      if (frame.type === 'welcome') resolve()
-      else if (frame.type === 'server-broadcast' && typeof frame.message?.t === 'number') {
-        latencies.push(performance.timeOrigin + performance.now() - frame.message.t)
+      const frame = JSON.parse(data.toString()) as { type: string, message?: { t?: number, n?: number } }
+      if (frame.type === 'welcome') {
+        if (topic === null) resolve()
+        else socket.send(JSON.stringify({ type: 'subscribe', topic, id: 'sub' }))
+      } else if (frame.type === 'ack') {
+        resolve()
+      } else if ((frame.type === 'server-broadcast' || frame.type === 'publish') && typeof frame.message?.t === 'number') {
+        state.latencies.push(performance.timeOrigin + performance.now() - frame.message.t)
+        state.last = frame.message.n ?? -1
       }
     })
     socket.on('error', reject)
   })
-  return { latencies, close: () => socket.close() }
+  return state
 }
 
 function percentile (values: number[], p: number): number {
@@ -88,12 +94,53 @@ export interface StreamResult {
   addedP99Ms: number
 }
 
+export interface ConflationResult {
+  rate: number
+  conflateMs: number
+  sent: number
+  received: number
+  conflatedDrops: number
+  /** Whether the last value published was the last one received. */
+  latestDelivered: boolean
+  p50Ms: number
+  p99Ms: number
+}
+
+/**
+ * Conflation: one hub publishes a `rate`/s price feed to topic `ticker`
+ * conflated per `conflateMs`; a subscriber should see about 1000/conflateMs
+ * values per second, always ending on the latest.
+ */
+export async function measureConflation (options: Options, conflateMs: number): Promise<ConflationResult> {
+  const hub = await startHub({})
+  try {
+    const client = await listen(hub.port, 'ticker')
+    hub.child.stdin?.write(`stream ${options.rate} ${options.seconds * 1000} ${conflateMs}\n`)
+    const [, sent = '0', drops = '0'] = (await hub.lines.next()).value.split(' ')
+    await new Promise((resolve) => setTimeout(resolve, conflateMs * 3))
+    client.close()
+    return {
+      rate: options.rate,
+      conflateMs,
+      sent: Number(sent),
+      received: client.latencies.length,
+      conflatedDrops: Number(drops),
+      latestDelivered: client.last === Number(sent) - 1,
+      p50Ms: percentile(client.latencies, 50),
+      p99Ms: percentile(client.latencies, 99)
+    }
+  } finally {
+    hub.child.stdin?.end('quit\n')
+    setTimeout(() => hub.child.kill('SIGKILL'), 5_000).unref()
+  }
+}
+
 export async function measure (scenario: string, broker: unknown, options: Options): Promise<StreamResult> {
   const hubOptions = { broker }
   const [a, b] = await Promise.all([startHub(hubOptions), startHub(hubOptions)])
   try {
-    const local = await listen(a.port)
-    const remote = await listen(b.port)
+    const local = await listen(a.port, null)
+    const remote = await listen(b.port, null)
     a.child.stdin?.write(`stream ${options.rate} ${options.seconds * 1000}\n`)
     const done = (await a.lines.next()).value
     const sent = Number(done.split(' ')[1])
@@ -123,20 +170,25 @@ async function main (): Promise<void> {
   if (redis !== undefined && redis !== '') scenarios.push(['redis', { type: 'redis', url: redis, channelPrefix: `ws-hub-stream:${process.pid}:` }])
   const kafka = process.env.KAFKA_BROKERS
   if (kafka !== undefined && kafka !== '') scenarios.push(['kafka', { type: 'kafka', brokers: kafka.split(','), topic: `ws-hub-stream-${process.pid}` }])
-  if (scenarios.length === 0) throw new Error('set REDIS_URL and/or KAFKA_BROKERS')
   const results: StreamResult[] = []
   for (const [name, broker] of scenarios) {
     process.stderr.write(`[stream] ${name}: ${options.rate} msg/s for ${options.seconds} s ...\n`)
     results.push(await measure(name, broker, options))
   }
+  process.stderr.write(`[stream] conflation: ${options.rate} updates/s for ${options.seconds} s, 100 ms window ...\n`)
+  const conflation = await measureConflation(options, 100)
   const f = (n: number): string => n.toFixed(2)
+  process.stdout.write(`\nconflation: ${conflation.rate} updates/s under one key, 100 ms window: sent ${conflation.sent}, subscriber received ${conflation.received} ` +
+    `(${(conflation.received / options.seconds).toFixed(1)}/s), ${conflation.conflatedDrops} replaced, ended on the latest: ${String(conflation.latestDelivered)}; ` +
+    `staleness of delivered values p50 ${f(conflation.p50Ms)} / p99 ${f(conflation.p99Ms)} ms\n`)
+  if (results.length === 0) process.stdout.write('(set REDIS_URL and/or KAFKA_BROKERS for the cross-instance streams)\n')
   process.stdout.write('\ncross-instance added latency under a steady stream (one client on the sending instance, one on the other)\n')
   for (const r of results) {
     process.stdout.write(`  ${r.scenario} at ${r.rate} msg/s: sent ${r.sent}; local p50 ${f(r.local.p50Ms)} / p99 ${f(r.local.p99Ms)} ms (${r.local.received} received); ` +
       `remote p50 ${f(r.remote.p50Ms)} / p99 ${f(r.remote.p99Ms)} ms (${r.remote.received} received); added p50 ${f(r.addedP50Ms)} ms, p99 ${f(r.addedP99Ms)} ms\n`)
   }
-  process.stdout.write(JSON.stringify(results) + '\n')
-  const lost = results.some((r) => r.remote.received === 0 || r.local.received === 0)
+  process.stdout.write(JSON.stringify({ streams: results, conflation }) + '\n')
+  const lost = results.some((r) => r.remote.received === 0 || r.local.received === 0) || conflation.received === 0
   process.exitCode = lost ? 1 : 0
 }
 

@@ -63,16 +63,23 @@ function field (value: unknown, name: string): unknown {
   return typeof value === 'object' && value !== null ? Reflect.get(value, name) : undefined
 }
 
-t.test('the stream-latency bench measures local and cross-instance latency through Redis', { skip: (process.env.REDIS_URL ?? '') === '' ? 'REDIS_URL not set' : false }, async (t) => {
+t.test('the stream-latency bench measures cross-instance latency through Redis, and conflation', { skip: (process.env.REDIS_URL ?? '') === '' ? 'REDIS_URL not set' : false }, async (t) => {
   // bench/ was compiled by the test above (tap runs a file's tests in order).
   const env = { ...process.env }
   delete env.KAFKA_BROKERS
   const { stdout } = await run(process.execPath, [join(root, '.build', 'bench', 'stream-latency.js'), '--rate', '500', '--seconds', '1'], { cwd: root, env, timeout: 60_000 })
   const json = stdout.trim().split('\n').pop() ?? '[]'
-  const [redis] = JSON.parse(json) as Array<{ scenario: string, sent: number, local: { received: number, p50Ms: number }, remote: { received: number, p50Ms: number } }>
+  const { streams, conflation } = JSON.parse(json) as {
+    streams: Array<{ scenario: string, sent: number, local: { received: number, p50Ms: number }, remote: { received: number, p50Ms: number } }>
+    conflation: { sent: number, received: number, conflatedDrops: number, latestDelivered: boolean }
+  }
+  const [redis] = streams
   t.equal(redis?.scenario, 'redis')
   t.ok((redis?.sent ?? 0) > 100, 'a stream was sent')
   t.equal(redis?.local.received, redis?.sent, 'every message reached the local client')
   t.equal(redis?.remote.received, redis?.sent, 'every message crossed to the other instance')
   t.ok(Number.isFinite(redis?.remote.p50Ms), 'latency measured')
+  t.ok(conflation.received > 0 && conflation.received < conflation.sent / 5, `conflation thinned ${conflation.sent} to ${conflation.received}`)
+  t.equal(conflation.received + conflation.conflatedDrops, conflation.sent, 'every update was delivered or counted as replaced')
+  t.equal(conflation.latestDelivered, true, 'the subscriber ended on the latest value')
 })
