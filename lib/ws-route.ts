@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, FastifySchema } from 'fastify'
 import type { WebSocket } from 'ws'
 import { Connection } from './connection.js'
 import type { ConnectionManager } from './connection-manager.js'
@@ -29,6 +29,11 @@ export interface WsRouteDeps {
 export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): void {
   const { options, connections, protocol, admission, counters, telemetry } = deps
 
+  // Listeners that live as long as the socket log through the instance's
+  // logger: capturing `request` would keep the whole HTTP request object
+  // (headers, raw message) alive for every open connection.
+  const log = fastify.log
+
   function onSocket (socket: WebSocket, request: FastifyRequest): void {
     const admitted = admission.admitted(request)
     const identity = admitted?.identity ?? null
@@ -42,7 +47,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
 
     socket.on('message', (data, isBinary) => {
       protocol.handle(connection, data, isBinary).catch((err: unknown) => {
-        request.log.error({ err, clientId: connection.id }, 'ws-hub: unexpected error handling a message')
+        log.error({ err, clientId: connection.id }, 'ws-hub: unexpected error handling a message')
       })
     })
     socket.on('pong', () => { connection.alive = true })
@@ -50,11 +55,11 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       connections.remove(connection)
       const reasonText = reason.toString()
       telemetry.connectionClosed(connection, code, reasonText)
-      request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
+      log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
       if (options.announce) announce(deps, `Client ${connection.id} left.`, undefined)
       const service = options.service
       if (service.onDisconnect !== undefined) {
-        runHook(request, connection, 'onDisconnect', () => service.onDisconnect?.(protocol.context(connection), { code, reason: reasonText }))
+        runHook(log, connection, 'onDisconnect', () => service.onDisconnect?.(protocol.context(connection), { code, reason: reasonText }))
       }
     })
 
@@ -68,7 +73,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     const service = options.service
     if (service.onConnect !== undefined) {
       // Hooks are called as methods so a class-based service keeps its `this`.
-      runHook(request, connection, 'onConnect', () => service.onConnect?.(protocol.context(connection)))
+      runHook(request.log, connection, 'onConnect', () => service.onConnect?.(protocol.context(connection)))
     }
   }
 
@@ -107,9 +112,9 @@ function announce (deps: WsRouteDeps, message: string, exclude: Connection | und
 }
 
 /** User hooks may throw or reject; neither may reach the socket or the process. */
-function runHook (request: FastifyRequest, connection: Connection, name: string, hook: () => void | Promise<void>): void {
+function runHook (log: FastifyBaseLogger, connection: Connection, name: string, hook: () => void | Promise<void>): void {
   const logFailure = (err: unknown): void => {
-    request.log.error({ err, clientId: connection.id, hook: name }, 'ws-hub: service hook failed')
+    log.error({ err, clientId: connection.id, hook: name }, 'ws-hub: service hook failed')
   }
   try {
     const result = hook()
