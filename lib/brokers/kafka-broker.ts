@@ -17,35 +17,17 @@ import {
   type Producer
 } from 'kafkajs'
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '../envelope.js'
-import { OptionsError, type KafkaBrokerOptions } from '../options.js'
+import type { KafkaBrokerOptions } from '../options.js'
+import { normalizeKafkaOptions, type KafkaConfig } from './kafka-options.js'
+export { KAFKA_DEFAULTS } from './kafka-options.js'
+import { addressedTo, header, RecentIds } from './kafka-records.js'
 import type { Broker, BrokerState, EnvelopeHandler, PublishOptions } from './broker.js'
-
-/** Defaults of the optional `KafkaBrokerOptions` fields. */
-export const KAFKA_DEFAULTS = Object.freeze({
-  topic: 'ws-hub-events',
-  clientId: 'fastify-ws-hub',
-  groupPrefix: 'ws-hub',
-  partitions: 1,
-  replicationFactor: -1,
-  acks: 1 as 1 | -1,
-  publishTimeoutMs: 3_000,
-  maxPendingPublishes: 10_000,
-  startTimeoutMs: 30_000,
-  maxWaitTimeInMs: 50
-})
 
 // A sender has one request in flight at a time, of at most these many
 // records or bytes. Kafka refuses a record batch above max.message.bytes
 // (1 MiB by default), and a request to one partition is one batch.
 const MAX_REQUEST_RECORDS = 500
 const MAX_REQUEST_BYTES = 512 * 1024
-
-// Receivers drop retried duplicates by remembering this many sequence
-// numbers per sender. A kafkajs retry rewrites the one request in flight and
-// nothing else of that sender's is written in between, so a window larger
-// than a request catches every duplicate.
-const DEDUP_WINDOW = 2 * MAX_REQUEST_RECORDS
-const DEDUP_SENDERS = 256
 
 // A consumer that has had no fetch answered for this long, or a publish that
 // failed this recently, makes state() 'down'. Idle fetches return every
@@ -98,8 +80,6 @@ interface Outgoing {
   done: boolean
 }
 
-type Config = Required<Omit<KafkaBrokerOptions, 'ssl' | 'sasl'>> & Pick<KafkaBrokerOptions, 'ssl' | 'sasl'>
-
 /**
  * Broker over one Kafka topic. Every instance consumes every record through
  * its own consumer group and drops what is its own or addressed to others.
@@ -118,7 +98,7 @@ type Config = Required<Omit<KafkaBrokerOptions, 'ssl' | 'sasl'>> & Pick<KafkaBro
  */
 export class KafkaBroker implements Broker {
   readonly counters: KafkaBrokerCounters = { published: 0, publishOverflows: 0, publishFailures: 0, delivered: 0, duplicates: 0, invalid: 0 }
-  readonly #config: Config
+  readonly #config: KafkaConfig
   readonly #log: FastifyBaseLogger
   readonly #kafka: Kafka
   readonly #sender = randomUUID()
@@ -134,7 +114,7 @@ export class KafkaBroker implements Broker {
   #inFlight: Outgoing[] = []
   /** Next offset to deliver, per partition; where a rejoining consumer seeks. */
   readonly #position = new Map<number, bigint>()
-  readonly #seen = new RecentIds()
+  readonly #seen = new RecentIds(2 * MAX_REQUEST_RECORDS)
 
   #running = false
   #closing: Promise<void> | null = null
@@ -153,7 +133,7 @@ export class KafkaBroker implements Broker {
   #startWaiter: { partitions: Set<number>, resolve: () => void, reject: (err: Error) => void } | null = null
 
   constructor (options: KafkaBrokerOptions, log: FastifyBaseLogger) {
-    this.#config = normalize(options)
+    this.#config = normalizeKafkaOptions(options)
     this.#log = log
     const { clientId, brokers, ssl, sasl } = this.#config
     this.#kafka = new Kafka({
@@ -595,56 +575,6 @@ export class KafkaBroker implements Broker {
   }
 }
 
-/**
- * Sequence numbers recently seen per sender. Memory is bounded twice: by the
- * window per sender and by the number of senders (least recently seen goes).
- */
-class RecentIds {
-  readonly #senders = new Map<string, Set<number>>()
-
-  /** Records the id; true when it was already recorded. */
-  repeat (id: string): boolean {
-    const cut = id.lastIndexOf('/')
-    const sender = id.slice(0, cut)
-    const seq = Number(id.slice(cut + 1))
-    if (cut === -1 || !Number.isSafeInteger(seq)) return false
-    let seen = this.#senders.get(sender)
-    if (seen === undefined) {
-      seen = new Set()
-      if (this.#senders.size >= DEDUP_SENDERS) {
-        const oldest = this.#senders.keys().next()
-        if (oldest.done !== true) this.#senders.delete(oldest.value)
-      }
-    } else {
-      this.#senders.delete(sender)
-    }
-    this.#senders.set(sender, seen)
-    if (seen.has(seq)) return true
-    seen.add(seq)
-    if (seen.size > DEDUP_WINDOW) {
-      const oldest = seen.values().next()
-      if (oldest.done !== true) seen.delete(oldest.value)
-    }
-    return false
-  }
-}
-
-function header (record: KafkaMessage, name: string): string | undefined {
-  const value = record.headers?.[name]
-  if (value === undefined) return undefined
-  const first = Array.isArray(value) ? value[0] : value
-  return first === undefined ? undefined : first.toString()
-}
-
-function addressedTo (to: string, instanceId: string): boolean {
-  try {
-    const list: unknown = JSON.parse(to)
-    return Array.isArray(list) && list.includes(instanceId)
-  } catch {
-    return false
-  }
-}
-
 function isRecordError (err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     const type = (e as Error & { type?: unknown }).type
@@ -682,48 +612,4 @@ async function settle (work: Promise<unknown>, ms: number, what: string, log: Fa
   } catch (err) {
     log.warn({ err }, `ws-hub: kafka ${what} failed`)
   }
-}
-
-function normalize (options: KafkaBrokerOptions): Config {
-  const d = KAFKA_DEFAULTS
-  const config: Config = {
-    type: 'kafka',
-    brokers: options.brokers,
-    topic: options.topic ?? d.topic,
-    clientId: options.clientId ?? d.clientId,
-    groupPrefix: options.groupPrefix ?? d.groupPrefix,
-    partitions: options.partitions ?? d.partitions,
-    replicationFactor: options.replicationFactor ?? d.replicationFactor,
-    acks: options.acks ?? d.acks,
-    publishTimeoutMs: options.publishTimeoutMs ?? d.publishTimeoutMs,
-    maxPendingPublishes: options.maxPendingPublishes ?? d.maxPendingPublishes,
-    startTimeoutMs: options.startTimeoutMs ?? d.startTimeoutMs,
-    maxWaitTimeInMs: options.maxWaitTimeInMs ?? d.maxWaitTimeInMs,
-    ssl: options.ssl,
-    sasl: options.sasl
-  }
-  const fail = (name: string, rule: string, value: unknown): never => {
-    throw new OptionsError(`fastify-ws-hub: option "broker.${name}" ${rule} (got ${JSON.stringify(value)})`)
-  }
-  if (!Array.isArray(config.brokers) || config.brokers.length === 0 || !config.brokers.every((b) => typeof b === 'string' && b !== '')) {
-    fail('brokers', 'must be a non-empty array of "host:port" strings', config.brokers)
-  }
-  for (const name of ['topic', 'clientId', 'groupPrefix'] as const) {
-    if (typeof config[name] !== 'string' || config[name] === '') fail(name, 'must be a non-empty string', config[name])
-  }
-  const integer = (name: keyof Config, min: number, max = Number.MAX_SAFE_INTEGER): void => {
-    const value = config[name]
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      fail(name, `must be an integer from ${min} to ${max}`, value)
-    }
-  }
-  integer('partitions', 1)
-  integer('replicationFactor', -1, 32_767)
-  if (config.replicationFactor === 0) fail('replicationFactor', 'must be -1 (cluster default) or at least 1', 0)
-  if (config.acks !== 1 && config.acks !== -1) fail('acks', 'must be 1 or -1', config.acks)
-  integer('publishTimeoutMs', 1)
-  integer('maxPendingPublishes', 1)
-  integer('startTimeoutMs', 1)
-  integer('maxWaitTimeInMs', 1, 1_000)
-  return config
 }
