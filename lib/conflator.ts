@@ -42,10 +42,6 @@ export class Conflator {
     this.#windows.set(key, window)
   }
 
-  get activeKeys (): number {
-    return this.#windows.size
-  }
-
   /** Drops every held value (counted) and clears the timers. */
   stop (): void {
     for (const window of this.#windows.values()) {

@@ -46,7 +46,6 @@ export class ConnectionManager {
   readonly #maxBufferedBytes: number
   readonly #registry: Registry
   readonly #log: FastifyBaseLogger
-  #onRemove: ((connection: Connection) => void) | null = null
   readonly #batcher: Batcher | null
   readonly #frames: PreparedFrameWriter
 
@@ -78,11 +77,6 @@ export class ConnectionManager {
     this.#batcher?.stop()
   }
 
-  /** Called once for every connection that leaves the manager, whatever the path. */
-  onRemove (listener: (connection: Connection) => void): void {
-    this.#onRemove = listener
-  }
-
   add (connection: Connection): void {
     this.#connections.set(connection.id, connection)
     this.#byIp.set(connection.ip, (this.#byIp.get(connection.ip) ?? 0) + 1)
@@ -101,7 +95,6 @@ export class ConnectionManager {
     for (const topic of connection.topics) removeFrom(this.#byTopic, topic, connection)
     this.#batcher?.forget(connection)
     this.#track(this.#registry.remove(connection.id), connection.id)
-    this.#onRemove?.(connection)
     return true
   }
 

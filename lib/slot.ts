@@ -18,10 +18,6 @@ export class Slot {
     this.#log = log
   }
 
-  get released (): boolean {
-    return this.#released
-  }
-
   release (): void {
     if (this.#released) return
     this.#released = true

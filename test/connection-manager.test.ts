@@ -99,13 +99,3 @@ t.test('closeById closes with the given code and unregisters', async (t) => {
   t.same(socket.closedWith, { code: 4000, reason: 'closed by server' })
   t.equal(manager.closeById('c1', 4000, 'again'), false)
 })
-
-t.test('onRemove fires once per connection', async (t) => {
-  const { manager, connect } = setup()
-  const removed: string[] = []
-  manager.onRemove((c) => removed.push(c.id))
-  const { connection } = connect()
-  manager.close(connection, 1000, 'bye')
-  manager.remove(connection)
-  t.same(removed, ['c1'])
-})
