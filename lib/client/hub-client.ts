@@ -1,6 +1,8 @@
 import { backoffDelay, normalizeBackoff, type BackoffOptions } from './backoff.js'
 import { Emitter } from './emitter.js'
 import { ClientErrorCodes, HubClientError } from './errors.js'
+import { CLIENT_DEFAULTS, duration, platformWebSocket, type HubClientOptions } from './options.js'
+import { PendingRequests } from './pending-requests.js'
 import type {
   AckFrame,
   BroadcastFrame,
@@ -21,46 +23,6 @@ import type {
   WelcomeFrame
 } from './types.js'
 
-export interface HubClientOptions {
-  /** Subprotocols offered; the hub selects one. Default `['ws-hub.v1']`. */
-  protocols?: string[]
-  /**
-   * Sent as a `bearer.<token>` subprotocol entry after `protocols` (browsers
-   * cannot set headers on a WebSocket). A function is called before every
-   * attempt, so a reconnect can carry a fresh token. The token must be made
-   * of HTTP token characters (a JWT is).
-   */
-  token?: string | (() => string | Promise<string>)
-  /** Backoff between reconnect attempts, or `false` to never reconnect. */
-  reconnect?: Partial<BackoffOptions> | false
-  /**
-   * Close codes after which the client gives up instead of reconnecting.
-   * Default `[1008, 4000]`: a policy close (session expired, message flood)
-   * or a close by the server (`DELETE /api/connections/:id`) is meant to
-   * stick. Pass `[]` to reconnect after every close.
-   */
-  noReconnectCodes?: number[]
-  /** Interval of app-level `{"type":"ping"}` while open; `0` disables. Default 20000. */
-  pingIntervalMs?: number
-  /** A ping unanswered this long means the server is gone: the socket is dropped (close code 1006) and reconnected. Default 10000. */
-  pongTimeoutMs?: number
-  /** How long a request waits for its `ack` before rejecting with `ack_timeout`. Default 10000. */
-  ackTimeoutMs?: number
-  /** How long an attempt may take from opening the socket to `welcome`. Default 10000. */
-  openTimeoutMs?: number
-  /** The WebSocket class to use. Default: `globalThis.WebSocket`, else the `ws` package. */
-  WebSocket?: WebSocketConstructor
-}
-
-export const CLIENT_DEFAULTS = Object.freeze({
-  protocols: Object.freeze(['ws-hub.v1']),
-  noReconnectCodes: Object.freeze([1008, 4000]),
-  pingIntervalMs: 20_000,
-  pongTimeoutMs: 10_000,
-  ackTimeoutMs: 10_000,
-  openTimeoutMs: 10_000
-})
-
 /** Reported as the close code when the client gives a silent socket up (RFC 6455: closed without a close frame). */
 const ABNORMAL_CLOSURE = 1006
 const CLOSED = 3
@@ -70,29 +32,9 @@ const CLOSE_WAIT_MS = 2_000
 type Timer = ReturnType<typeof setTimeout>
 type Reply = AckFrame | PongFrame
 
-interface Pending {
-  expect: 'ack' | 'pong'
-  resolve: (frame: Reply) => void
-  reject: (error: HubClientError) => void
-  timer: Timer
-}
-
 interface Waiter {
   resolve: (clientId: string) => void
   reject: (error: HubClientError) => void
-}
-
-let wsModule: Promise<WebSocketConstructor> | undefined
-
-/**
- * The WebSocket class: the platform's when there is one (browsers, Node 22),
- * else the `ws` package, imported only then so a browser never loads it.
- */
-async function platformWebSocket (): Promise<WebSocketConstructor> {
-  const native = (globalThis as { WebSocket?: unknown }).WebSocket
-  if (typeof native === 'function') return native as WebSocketConstructor
-  wsModule ??= import(/* webpackIgnore: true */ 'ws').then((module) => module.WebSocket as unknown as WebSocketConstructor)
-  return wsModule
 }
 
 /**
@@ -135,14 +77,13 @@ export class HubClient {
   readonly #openTimeoutMs: number
   readonly #WebSocket: WebSocketConstructor | undefined
   readonly #events = new Emitter()
-  readonly #pending = new Map<number, Pending>()
+  readonly #pending = new PendingRequests()
   readonly #topics = new Set<string>()
   #waiters: Waiter[] = []
   #socket: WebSocketLike | null = null
   #state: HubClientState = 'closed'
   #clientId: string | undefined
   #userId: string | undefined
-  #nextId = 1
   /** Failed attempts since the last welcome. */
   #attempt = 0
   /** Whether this client has been welcomed before: the next welcome is a reconnect. */
@@ -216,7 +157,7 @@ export class HubClient {
     const socket = this.#socket
     const wasClosed = this.#state === 'closed'
     this.#detach()
-    this.#rejectAll(new HubClientError(ClientErrorCodes.closed, 'the client was closed', { closeCode: code }))
+    this.#pending.rejectAll(new HubClientError(ClientErrorCodes.closed, 'the client was closed', { closeCode: code }))
     this.#fail(new HubClientError(ClientErrorCodes.closed, 'the client was closed before it connected', { closeCode: code }))
     if (!wasClosed) {
       this.#events.emit('close', { code, reason, willReconnect: false })
@@ -292,23 +233,7 @@ export class HubClient {
     if (this.#state !== 'open' || socket === null) {
       return Promise.reject(new HubClientError(ClientErrorCodes.notConnected, `cannot send "${frame.type}": the client is ${this.#state}`))
     }
-    const id = this.#nextId++
-    return new Promise<ServerFrameMap[T]>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id)
-        const code = expect === 'pong' ? ClientErrorCodes.pongTimeout : ClientErrorCodes.ackTimeout
-        reject(new HubClientError(code, `no ${expect} for "${frame.type}" (id ${id}) within ${timeoutMs} ms`))
-      }, timeoutMs)
-      // #settle only hands it a frame whose type is `expect`.
-      this.#pending.set(id, { expect, resolve: resolve as (frame: Reply) => void, reject, timer })
-      try {
-        socket.send(JSON.stringify({ ...frame, id }))
-      } catch (err) {
-        clearTimeout(timer)
-        this.#pending.delete(id)
-        reject(new HubClientError(ClientErrorCodes.sendFailed, `could not send "${frame.type}"`, { cause: err }))
-      }
-    })
+    return this.#pending.send(socket, frame, expect, timeoutMs)
   }
 
   /**
@@ -363,10 +288,10 @@ export class HubClient {
         break
       case 'ack':
       case 'pong':
-        this.#settle(inbound as Reply)
+        this.#pending.settle(inbound as Reply)
         break
       case 'error':
-        this.#refuse(inbound as ErrorFrame)
+        this.#pending.refuse(inbound as ErrorFrame)
         break
     }
     this.#events.emit(inbound.type, inbound)
@@ -402,24 +327,6 @@ export class HubClient {
       this.#waiters = []
       for (const waiter of waiters) waiter.resolve(frame.clientId)
     }, noop)
-  }
-
-  #settle (frame: Reply): void {
-    if (frame.id === undefined || typeof frame.id !== 'number') return
-    const pending = this.#pending.get(frame.id)
-    if (pending === undefined || pending.expect !== frame.type) return
-    this.#pending.delete(frame.id)
-    clearTimeout(pending.timer)
-    pending.resolve(frame)
-  }
-
-  #refuse (frame: ErrorFrame): void {
-    if (typeof frame.id !== 'number') return
-    const pending = this.#pending.get(frame.id)
-    if (pending === undefined) return
-    this.#pending.delete(frame.id)
-    clearTimeout(pending.timer)
-    pending.reject(new HubClientError(frame.code, frame.message, { frame }))
   }
 
   #startPings (): void {
@@ -459,7 +366,7 @@ export class HubClient {
   #onGone (code: number, reason: string): void {
     this.#detach()
     const retry = !this.#stopped && this.#backoff !== false && !this.#noReconnect.has(code)
-    this.#rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
+    this.#pending.rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
     this.#events.emit('close', { code, reason, willReconnect: retry })
     if (this.#stopped) return
     const backoff = this.#backoff
@@ -490,15 +397,6 @@ export class HubClient {
     clearInterval(this.#pingTimer)
   }
 
-  #rejectAll (error: HubClientError): void {
-    const pending = [...this.#pending.values()]
-    this.#pending.clear()
-    for (const entry of pending) {
-      clearTimeout(entry.timer)
-      entry.reject(error)
-    }
-  }
-
   #fail (error: HubClientError): void {
     const waiters = this.#waiters
     this.#waiters = []
@@ -514,12 +412,6 @@ export class HubClient {
 }
 
 function noop (): void {}
-
-function duration (value: number | undefined, fallback: number, name: string, min: number): number {
-  const result = value ?? fallback
-  if (!Number.isFinite(result) || result < min) throw new RangeError(`HubClient: ${name} must be a number >= ${min} (got ${String(value)})`)
-  return result
-}
 
 /**
  * Closes a socket and resolves when it has closed, or after CLOSE_WAIT_MS,

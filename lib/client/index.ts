@@ -4,7 +4,8 @@
  * load as plain ES modules; in Node without a global WebSocket it imports
  * `ws`, and only then.
  */
-export { HubClient, CLIENT_DEFAULTS, type HubClientOptions } from './hub-client.js'
+export { HubClient } from './hub-client.js'
+export { CLIENT_DEFAULTS, type HubClientOptions } from './options.js'
 export { HubClientError, ClientErrorCodes, type HubClientErrorDetails } from './errors.js'
 export { backoffDelay, normalizeBackoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
 export type {
