@@ -4,6 +4,9 @@ import type { ConnectionInfo } from '../connection.js'
 import type { ConnectionPage, Limits, Page, Registry, ReserveResult } from './registry.js'
 import { OptionsError, type RedisRegistryOptions } from '../options.js'
 import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from '../redis/connect.js'
+import { describeDetail, parseConnectionEntry, RegistryError, toCode } from '../redis/replies.js'
+
+export { RegistryError }
 import {
   ADD, INSTANCES, LEASE_LOST, LEAVE, LIST, REFRESH, RELEASE, REMOVE, RESERVE, SYNC, UPDATE, type LuaScript
 } from '../redis/scripts.js'
@@ -14,10 +17,6 @@ export const DEFAULT_KEY_PREFIX = 'ws-hub:'
 export const DEFAULT_LEASE_MS = 15_000
 /** Below this a lease would need refreshing faster than a loaded event loop can promise. */
 export const MIN_LEASE_MS = 100
-
-export class RegistryError extends Error {
-  override name = 'RegistryError'
-}
 
 interface WriteHooks {
   /** Runs once the write is sure to be sent after any resynchronisation, before it is sent. */
@@ -172,7 +171,7 @@ export class RedisRegistry implements Registry {
     const client = await this.#connection()
     const json = await this.#read('locate', { clientId }, async () => client.hget(this.#key('conns'), clientId))
     if (json === null) return null
-    return this.#parse(json, clientId)?.instanceId ?? null
+    return parseConnectionEntry(json, this.#log, clientId)?.instanceId ?? null
   }
 
   async locateUser (userId: string): Promise<string[]> {
@@ -190,7 +189,7 @@ export class RedisRegistry implements Registry {
     }
     const connections: ConnectionInfo[] = []
     for (const json of reply.slice(1)) {
-      const info = typeof json === 'string' ? this.#parse(json, undefined) : null
+      const info = typeof json === 'string' ? parseConnectionEntry(json, this.#log, undefined) : null
       if (info !== null) connections.push(info)
     }
     return { count: reply[0], connections }
@@ -439,37 +438,4 @@ export class RedisRegistry implements Registry {
     this.#log.warn({ err: err ?? this.#lastError ?? new RegistryError('connection to Redis closed'), instanceId: this.#instanceId, leaseMs: this.#leaseMs },
       'ws-hub: Redis registry unreachable; handshakes fail until it answers, then this instance\'s slots and connections are restored there')
   }
-
-  #parse (json: string, clientId: string | undefined): ConnectionInfo | null {
-    let value: unknown
-    try {
-      value = JSON.parse(json)
-    } catch (err) {
-      this.#log.error({ err, clientId }, 'ws-hub: unreadable connection entry in the Redis registry skipped')
-      return null
-    }
-    if (!isConnectionInfo(value)) {
-      this.#log.error({ clientId, entry: json.slice(0, 200) }, 'ws-hub: malformed connection entry in the Redis registry skipped')
-      return null
-    }
-    return value
-  }
-}
-
-function toCode (reply: unknown): number {
-  if (typeof reply !== 'number') throw new RegistryError(`unexpected reply from Redis: ${JSON.stringify(reply)}`)
-  return reply
-}
-
-function describeDetail (detail: Record<string, unknown>): string {
-  const parts = Object.entries(detail).map(([key, value]) => `${key} ${String(value)}`)
-  return parts.length === 0 ? '' : ` (${parts.join(', ')})`
-}
-
-function isConnectionInfo (value: unknown): value is ConnectionInfo {
-  if (value === null || typeof value !== 'object') return false
-  const v = value as Record<string, unknown>
-  return typeof v.id === 'string' && typeof v.ip === 'string' && typeof v.instanceId === 'string' &&
-    typeof v.connectedAt === 'string' && (v.userId === null || typeof v.userId === 'string') &&
-    Array.isArray(v.topics) && v.topics.every((topic) => typeof topic === 'string')
 }
