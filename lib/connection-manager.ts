@@ -179,7 +179,10 @@ export class ConnectionManager {
       this.remove(connection)
       return false
     }
-    const unsent = socket.bufferedAmount - this.#frames.corkedBytes(socket) + connection.batchBytes
+    // Corked bytes are looked up only past the limit: the common case pays
+    // one getter, not a second map lookup per recipient.
+    const buffered = socket.bufferedAmount + connection.batchBytes
+    const unsent = buffered > this.#maxBufferedBytes ? buffered - this.#frames.corkedBytes(socket) : buffered
     if (unsent > this.#maxBufferedBytes) {
       this.counters.slowConsumerCloses++
       this.#log.warn({ clientId: connection.id, bufferedBytes: unsent }, 'ws-hub: slow consumer closed')
