@@ -1,6 +1,6 @@
 import diagnosticsChannel from 'node:diagnostics_channel'
-import type { Connection } from './connection.js'
-import { isBuiltInType } from './protocol.js'
+import type { Connection } from './connections/connection.js'
+import { isBuiltInType } from './protocol/frames.js'
 
 /**
  * diagnostics_channel names. APM and OpenTelemetry instrumentations can

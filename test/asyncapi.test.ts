@@ -3,7 +3,7 @@ import t from 'tap'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import Fastify from 'fastify'
-import { BuiltInClientFrames, ServerFrames } from '../lib/protocol.js'
+import { BuiltInClientFrames, ServerFrames } from '../lib/protocol/frames.js'
 import {
   ASYNCAPI_CHANNEL,
   CUSTOM_CLIENT_TYPE,
@@ -11,8 +11,8 @@ import {
   clientMessageKey,
   serverMessageKey,
   type AsyncApiDocument
-} from '../lib/asyncapi.js'
-import { registerAsyncApiRoute } from '../lib/asyncapi-route.js'
+} from '../lib/http/asyncapi.js'
+import { registerAsyncApiRoute } from '../lib/http/asyncapi-route.js'
 import { build, connect, TestClient, type Frame } from './helpers.js'
 
 const require = createRequire(import.meta.url)

@@ -1,8 +1,8 @@
 import t from 'tap'
 import type { WebSocket } from 'ws'
-import { Connection } from '../lib/connection.js'
-import { ConnectionManager } from '../lib/connection-manager.js'
-import { MemoryRegistry } from '../lib/registries/memory-registry.js'
+import { Connection } from '../lib/connections/connection.js'
+import { ConnectionManager } from '../lib/connections/connection-manager.js'
+import { MemoryRegistry } from '../lib/cluster/memory/memory-registry.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
 
 function setup (maxBufferedBytes = 1000) {

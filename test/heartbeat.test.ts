@@ -1,9 +1,9 @@
 import t from 'tap'
 import type { WebSocket } from 'ws'
-import { Heartbeat, type Timers } from '../lib/heartbeat.js'
-import { Connection } from '../lib/connection.js'
-import { ConnectionManager } from '../lib/connection-manager.js'
-import { MemoryRegistry } from '../lib/registries/memory-registry.js'
+import { Heartbeat, type Timers } from '../lib/connections/heartbeat.js'
+import { Connection } from '../lib/connections/connection.js'
+import { ConnectionManager } from '../lib/connections/connection-manager.js'
+import { MemoryRegistry } from '../lib/cluster/memory/memory-registry.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
 
 /** Timers the test advances by hand. */

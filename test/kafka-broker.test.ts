@@ -8,10 +8,10 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
 import { Kafka, logLevel } from 'kafkajs'
-import { KAFKA_DEFAULTS, KafkaBroker, KafkaBrokerError } from '../lib/brokers/kafka-broker.js'
-import { OptionsError, type KafkaBrokerOptions } from '../lib/options.js'
-import type { Envelope } from '../lib/envelope.js'
-import { brokerSuite } from './suites/broker-suite.js'
+import { KAFKA_DEFAULTS, KafkaBroker, KafkaBrokerError } from '../lib/cluster/kafka/kafka-transport.js'
+import { OptionsError, type KafkaBrokerOptions } from '../lib/options/hub-options.js'
+import type { Envelope } from '../lib/cluster/envelope.js'
+import { brokerSuite } from '../lib/testing/transport-suite.js'
 import { build, connect, until } from './helpers.js'
 
 interface LogLine { level: number, msg: string, [key: string]: unknown }

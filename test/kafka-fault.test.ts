@@ -10,8 +10,8 @@
  */
 import t from 'tap'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
-import { KafkaBroker } from '../lib/brokers/kafka-broker.js'
-import type { Envelope } from '../lib/envelope.js'
+import { KafkaBroker } from '../lib/cluster/kafka/kafka-transport.js'
+import type { Envelope } from '../lib/cluster/envelope.js'
 import { until } from './helpers.js'
 import { PrivateKafka } from './helpers/kafka-server.js'
 

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { MemoryBroker, MemoryBus } from '../lib/brokers/memory-broker.js'
-import { MemoryRegistry } from '../lib/registries/memory-registry.js'
-import { brokerSuite } from './suites/broker-suite.js'
-import { registrySuite } from './suites/registry-suite.js'
+import { MemoryBroker, MemoryBus } from '../lib/cluster/memory/memory-transport.js'
+import { MemoryRegistry } from '../lib/cluster/memory/memory-registry.js'
+import { brokerSuite } from '../lib/testing/transport-suite.js'
+import { registrySuite } from '../lib/testing/registry-suite.js'
 
 const bus = new MemoryBus()
 brokerSuite(t, 'memory broker', { create: () => new MemoryBroker(bus) })

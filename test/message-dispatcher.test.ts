@@ -1,11 +1,11 @@
 import t from 'tap'
 import type { WebSocket } from 'ws'
-import { Connection } from '../lib/connection.js'
-import { ConnectionManager } from '../lib/connection-manager.js'
-import { MessageDispatcher } from '../lib/message-dispatcher.js'
-import { MemoryRegistry } from '../lib/registries/memory-registry.js'
-import type { Broker, PublishOptions } from '../lib/brokers/broker.js'
-import type { Envelope } from '../lib/envelope.js'
+import { Connection } from '../lib/connections/connection.js'
+import { ConnectionManager } from '../lib/connections/connection-manager.js'
+import { MessageDispatcher } from '../lib/dispatch/message-dispatcher.js'
+import { MemoryRegistry } from '../lib/cluster/memory/memory-registry.js'
+import type { Broker, PublishOptions } from '../lib/cluster/transport.js'
+import type { Envelope } from '../lib/cluster/envelope.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
 
 class FakeBroker implements Broker {

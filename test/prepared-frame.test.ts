@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { WebSocket, WebSocketServer } from 'ws'
-import { PreparedFrameWriter, probePreparedFrames, textFrame } from '../lib/prepared-frame.js'
+import { PreparedFrameWriter, probePreparedFrames, textFrame } from '../lib/connections/prepared-frame.js'
 import { FakeSocket } from './fakes/fake-socket.js'
 
 interface Tap {

@@ -1,9 +1,9 @@
 import t, { type Test as Tap } from 'tap'
 import { Redis } from 'ioredis'
-import { RedisBroker, BrokerError } from '../lib/brokers/redis-broker.js'
-import type { Envelope } from '../lib/envelope.js'
-import { OptionsError } from '../lib/options.js'
-import { brokerSuite } from './suites/broker-suite.js'
+import { RedisBroker, BrokerError } from '../lib/cluster/redis/redis-transport.js'
+import type { Envelope } from '../lib/cluster/envelope.js'
+import { OptionsError } from '../lib/options/hub-options.js'
+import { brokerSuite } from '../lib/testing/transport-suite.js'
 import { until } from './helpers.js'
 import {
   LEVEL, PrivateRedis, freePort, plainClient, recordingLogger, needsRedisServer, redisUrl, uniquePrefix

@@ -12,7 +12,7 @@ import type {
   ServerFrames,
   SubscribeFrameSchema,
   UnsubscribeFrameSchema
-} from '../protocol.js'
+} from '../protocol/frames.js'
 
 /** Every built-in server frame, by `type`. */
 export type ServerFrameMap = { [K in keyof typeof ServerFrames]: Static<typeof ServerFrames[K]> }

@@ -3,7 +3,7 @@
 // "ready", waits for "go" on stdin so every process starts together, fires
 // its reservations concurrently and prints how many succeeded as JSON.
 import { createInterface } from 'node:readline'
-import { RedisRegistry } from '../../dist/registries/redis-registry.js'
+import { RedisRegistry } from '../../dist/cluster/redis/redis-registry.js'
 
 const { REDIS_URL, PREFIX, INSTANCE, ATTEMPTS, PER_IP, TOTAL } = process.env
 const ips = ['10.9.0.1', '10.9.0.2']

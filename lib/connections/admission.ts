@@ -1,0 +1,214 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ConnectionManager } from './connection-manager.js'
+import type { Registry } from '../cluster/registry.js'
+import type { Identity, NormalizedOptions } from '../options/hub-options.js'
+import { normalizeIp } from './ip.js'
+import { Slot } from './slot.js'
+import { WindowCounter } from './rate-limit.js'
+
+export interface HandshakeCounters {
+  accepted: number
+  rejectedOrigin: number
+  rejectedHandshakeRate: number
+  rejectedIpLimit: number
+  rejectedTotalLimit: number
+  rejectedUnauthenticated: number
+  rejectedUserLimit: number
+  rejectedRegistryDown: number
+  abortedBeforeUpgrade: number
+}
+
+export function emptyHandshakeCounters (): HandshakeCounters {
+  return {
+    accepted: 0,
+    rejectedOrigin: 0,
+    rejectedHandshakeRate: 0,
+    rejectedIpLimit: 0,
+    rejectedTotalLimit: 0,
+    rejectedUnauthenticated: 0,
+    rejectedUserLimit: 0,
+    rejectedRegistryDown: 0,
+    abortedBeforeUpgrade: 0
+  }
+}
+
+/** What a handshake that passed every check carries into the socket handler. */
+export interface Admitted {
+  ip: string
+  identity: Identity | null
+  slot: Slot
+  /** Ends the user's pending reservation (it is then live, or gone). Idempotent. */
+  settleUser: () => void
+}
+
+export interface AdmissionDeps {
+  options: NormalizedOptions
+  connections: ConnectionManager
+  registry: Registry
+  counters: HandshakeCounters
+}
+
+type Refusal = {
+  status: number
+  code: string
+  message: string
+  counter: keyof HandshakeCounters
+  retryAfter?: boolean
+}
+
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' }
+
+/**
+ * Every check a handshake passes before the upgrade, cheapest first, so a
+ * refused client costs neither a slot nor a call to `authenticate`:
+ * origin (403), handshake rate (429), per-IP and total slots (429/503),
+ * authentication (401), per-user limit (429).
+ */
+export class Admission {
+  readonly #deps: AdmissionDeps
+  readonly #admitted = new WeakMap<IncomingMessage, Admitted>()
+  readonly #pendingUsers = new Map<string, number>()
+  readonly #handshakeRate: WindowCounter | null
+  readonly #limits: { perIp: number, total: number }
+
+  constructor (deps: AdmissionDeps) {
+    this.#deps = deps
+    const rate = deps.options.handshakeRateLimit
+    this.#handshakeRate = rate === false ? null : new WindowCounter(rate)
+    this.#limits = { perIp: deps.options.maxConnectionsPerIp, total: deps.options.maxConnections }
+  }
+
+  /** The record of an admitted handshake; undefined for one that was not checked. */
+  admitted (request: FastifyRequest): Admitted | undefined {
+    return this.#admitted.get(request.raw)
+  }
+
+  /** Drops expired handshake-rate windows; called from a timer. */
+  sweep (now: number): void {
+    this.#handshakeRate?.sweep(now)
+  }
+
+  /** The `onRequest` hook of the WebSocket route. */
+  readonly check = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    // A plain GET (no upgrade) reserves nothing; the HTTP handler answers 400.
+    if (request.ws !== true) return
+    const { options, registry, counters } = this.#deps
+    const ip = normalizeIp(request.ip, options.ipv6Prefix)
+
+    const origin = this.#checkOrigin(request)
+    if (origin !== null) return this.#refuse(request, reply, ip, origin)
+
+    if (this.#handshakeRate !== null && !this.#handshakeRate.hit(ip, Date.now())) {
+      return this.#refuse(request, reply, ip, {
+        status: 429, code: 'handshake_rate', message: 'too many new connections from this address; slow down', counter: 'rejectedHandshakeRate', retryAfter: true
+      })
+    }
+
+    let reserved: Awaited<ReturnType<Registry['reserve']>>
+    try {
+      reserved = await registry.reserve(ip, this.#limits)
+    } catch (err) {
+      // No registry, no limits we can trust: refuse rather than admit blind.
+      request.log.error({ err }, 'ws-hub: the registry could not reserve a slot')
+      return this.#refuse(request, reply, ip, {
+        status: 503, code: 'registry_unavailable', message: 'the server cannot accept connections right now', counter: 'rejectedRegistryDown', retryAfter: true
+      })
+    }
+    if (!reserved.ok) {
+      return this.#refuse(request, reply, ip, reserved.reason === 'ip_limit'
+        ? { status: 429, code: 'ip_limit', message: `too many connections from this address (limit ${options.maxConnectionsPerIp})`, counter: 'rejectedIpLimit', retryAfter: true }
+        : { status: 503, code: 'total_limit', message: `the server is at its connection limit (${options.maxConnections})`, counter: 'rejectedTotalLimit', retryAfter: true })
+    }
+    const slot = new Slot(registry, ip, request.log)
+    const admitted: Admitted = { ip, identity: null, slot, settleUser: noop }
+    // The TCP socket outlives every path (upgrade, aborted handshake, a later
+    // refusal, a client that hung up while we awaited): release on its close.
+    const socket = request.raw.socket as IncomingMessage['socket'] | undefined
+    if (socket !== undefined && socket !== null) {
+      if (socket.destroyed) {
+        counters.abortedBeforeUpgrade++
+        slot.release()
+        return
+      }
+      socket.once('close', () => { slot.release(); admitted.settleUser() })
+    }
+
+    if (options.authenticate !== undefined) {
+      const identity = await this.#authenticate(request)
+      if (identity === null) {
+        slot.release()
+        return this.#refuse(request, reply, ip, { status: 401, code: 'unauthenticated', message: 'missing, invalid or expired credentials', counter: 'rejectedUnauthenticated' })
+      }
+      if (socket?.destroyed === true) {
+        counters.abortedBeforeUpgrade++
+        return
+      }
+      const { userId } = identity
+      const held = this.#deps.connections.byUser(userId).size + (this.#pendingUsers.get(userId) ?? 0)
+      if (held >= options.maxConnectionsPerUser) {
+        slot.release()
+        return this.#refuse(request, reply, ip, {
+          status: 429, code: 'user_limit', message: `too many connections for this user (limit ${options.maxConnectionsPerUser})`, counter: 'rejectedUserLimit', retryAfter: true
+        })
+      }
+      this.#pendingUsers.set(userId, (this.#pendingUsers.get(userId) ?? 0) + 1)
+      let settled = false
+      admitted.identity = identity
+      admitted.settleUser = () => {
+        if (settled) return
+        settled = true
+        const left = (this.#pendingUsers.get(userId) ?? 1) - 1
+        if (left <= 0) this.#pendingUsers.delete(userId)
+        else this.#pendingUsers.set(userId, left)
+      }
+    }
+    this.#admitted.set(request.raw, admitted)
+  }
+
+  async #authenticate (request: FastifyRequest): Promise<Identity | null> {
+    const authenticate = this.#deps.options.authenticate
+    if (authenticate === undefined) return null
+    try {
+      const identity = await authenticate(request)
+      if (identity === null || identity === undefined) return null
+      if (typeof identity.userId !== 'string' || identity.userId === '') {
+        request.log.error('ws-hub: authenticate returned an identity without a userId string; refusing')
+        return null
+      }
+      return identity
+    } catch (err) {
+      request.log.warn({ err }, 'ws-hub: authenticate threw; refusing the handshake')
+      return null
+    }
+  }
+
+  #checkOrigin (request: FastifyRequest): Refusal | null {
+    const allowed = this.#deps.options.allowedOrigins
+    if (allowed === null) return null
+    const origin = request.headers.origin
+    if (origin === undefined) {
+      return this.#deps.options.allowMissingOrigin
+        ? null
+        : { status: 403, code: 'origin_required', message: 'this endpoint requires an Origin header', counter: 'rejectedOrigin' }
+    }
+    // Exact match only: prefix, suffix or pattern matching is how
+    // `https://example.com.evil.net` gets in.
+    if (allowed.has(origin)) return null
+    return { status: 403, code: 'origin_not_allowed', message: 'origin not allowed', counter: 'rejectedOrigin' }
+  }
+
+  async #refuse (request: FastifyRequest, reply: FastifyReply, ip: string, refusal: Refusal): Promise<void> {
+    this.#deps.counters[refusal.counter]++
+    request.log.warn({ ip, reason: refusal.code }, 'ws-hub: handshake rejected')
+    if (refusal.retryAfter === true) reply.header('retry-after', String(this.#deps.options.retryAfter))
+    await reply.code(refusal.status).send({
+      statusCode: refusal.status,
+      error: STATUS_TEXT[refusal.status],
+      code: refusal.code,
+      message: refusal.message
+    })
+  }
+}
+
+function noop (): void {}

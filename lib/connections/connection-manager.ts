@@ -1,0 +1,251 @@
+import { WebSocket } from 'ws'
+import type { FastifyBaseLogger } from 'fastify'
+import { Connection, type ConnectionInfo } from './connection.js'
+import { CloseCodes, type OutgoingFrame } from '../protocol/frames.js'
+import { serializeFrame } from '../protocol/serialize.js'
+import type { Registry } from '../cluster/registry.js'
+import { Batcher, type BatchOptions } from './batcher.js'
+import { PreparedFrameWriter, probePreparedFrames } from './prepared-frame.js'
+
+export interface ConnectionManagerOptions {
+  instanceId: string
+  maxBufferedBytes: number
+  /** Batching for clients that opt in; false: nobody batches. */
+  batch?: BatchOptions | false
+  /** Build each frame once for all its recipients (lib/prepared-frame.ts). Default true. */
+  preparedFrames?: boolean
+  registry: Registry
+  log: FastifyBaseLogger
+}
+
+export interface ListOptions {
+  limit?: number
+  offset?: number
+}
+
+export interface HubCounters {
+  slowConsumerCloses: number
+  deadSocketsRemoved: number
+  messagesOut: number
+  bytesOut: number
+}
+
+const DEFAULT_PAGE = 100
+
+/**
+ * The live sockets of this instance, indexed by id, user and topic, and the
+ * one place where bytes are written to a socket (`write`).
+ */
+export class ConnectionManager {
+  readonly instanceId: string
+  readonly counters: HubCounters = { slowConsumerCloses: 0, deadSocketsRemoved: 0, messagesOut: 0, bytesOut: 0 }
+  readonly #connections = new Map<string, Connection>()
+  readonly #byUser = new Map<string, Set<Connection>>()
+  readonly #byTopic = new Map<string, Set<Connection>>()
+  readonly #byIp = new Map<string, number>()
+  readonly #maxBufferedBytes: number
+  readonly #registry: Registry
+  readonly #log: FastifyBaseLogger
+  readonly #batcher: Batcher | null
+  readonly #frames: PreparedFrameWriter
+
+  constructor (options: ConnectionManagerOptions) {
+    this.instanceId = options.instanceId
+    this.#maxBufferedBytes = options.maxBufferedBytes
+    this.#registry = options.registry
+    this.#log = options.log
+    this.#frames = new PreparedFrameWriter({ enabled: options.preparedFrames ?? true })
+    if (options.preparedFrames !== false && !this.#frames.enabled) {
+      this.#log.warn({ reason: probePreparedFrames().reason }, 'ws-hub: prepared frames unavailable with this ws version, using socket.send')
+    }
+    const batch = options.batch ?? false
+    this.#batcher = batch === false ? null : new Batcher(batch, (connection, data) => this.#send(connection, data))
+  }
+
+  /** Whether clients may opt in to batching. */
+  get batching (): boolean {
+    return this.#batcher !== null
+  }
+
+  /** Starts batching this client's frames (it opted in at connect). */
+  startBatching (connection: Connection): void {
+    if (this.#batcher !== null && connection.batch === null) connection.batch = []
+  }
+
+  /** Sends every queued batch now (shutdown). */
+  flushBatches (): void {
+    this.#batcher?.stop()
+  }
+
+  add (connection: Connection): void {
+    this.#connections.set(connection.id, connection)
+    this.#byIp.set(connection.ip, (this.#byIp.get(connection.ip) ?? 0) + 1)
+    if (connection.userId !== null) addTo(this.#byUser, connection.userId, connection)
+    this.#track(this.#registry.add(connection.info(this.instanceId)), connection.id)
+  }
+
+  /** Idempotent: the first call removes, later calls do nothing. */
+  remove (connection: Connection): boolean {
+    if (this.#connections.get(connection.id) !== connection) return false
+    this.#connections.delete(connection.id)
+    const left = (this.#byIp.get(connection.ip) ?? 1) - 1
+    if (left <= 0) this.#byIp.delete(connection.ip)
+    else this.#byIp.set(connection.ip, left)
+    if (connection.userId !== null) removeFrom(this.#byUser, connection.userId, connection)
+    for (const topic of connection.topics) removeFrom(this.#byTopic, topic, connection)
+    this.#batcher?.forget(connection)
+    this.#track(this.#registry.remove(connection.id), connection.id)
+    return true
+  }
+
+  get (id: string): Connection | undefined {
+    return this.#connections.get(id)
+  }
+
+  info (id: string): ConnectionInfo | undefined {
+    return this.#connections.get(id)?.info(this.instanceId)
+  }
+
+  /** This instance's connections, in connection order. */
+  list (options: ListOptions = {}): { count: number, connections: ConnectionInfo[] } {
+    const offset = options.offset ?? 0
+    const limit = options.limit ?? DEFAULT_PAGE
+    const page: ConnectionInfo[] = []
+    let index = 0
+    for (const connection of this.#connections.values()) {
+      if (index >= offset + limit) break
+      if (index >= offset) page.push(connection.info(this.instanceId))
+      index++
+    }
+    return { count: this.#connections.size, connections: page }
+  }
+
+  get count (): number {
+    return this.#connections.size
+  }
+
+  /** Live connections per IP on this instance. */
+  ipCount (ip: string): number {
+    return this.#byIp.get(ip) ?? 0
+  }
+
+  ipCounts (): Record<string, number> {
+    return Object.fromEntries(this.#byIp)
+  }
+
+  all (): IterableIterator<Connection> {
+    return this.#connections.values()
+  }
+
+  byUser (userId: string): ReadonlySet<Connection> {
+    return this.#byUser.get(userId) ?? EMPTY
+  }
+
+  subscribers (topic: string): ReadonlySet<Connection> {
+    return this.#byTopic.get(topic) ?? EMPTY
+  }
+
+  subscribe (connection: Connection, topic: string): void {
+    if (connection.topics.has(topic)) return
+    connection.topics.add(topic)
+    addTo(this.#byTopic, topic, connection)
+    this.#track(this.#registry.update(connection.info(this.instanceId)), connection.id)
+  }
+
+  unsubscribe (connection: Connection, topic: string): boolean {
+    if (!connection.topics.delete(topic)) return false
+    removeFrom(this.#byTopic, topic, connection)
+    this.#track(this.#registry.update(connection.info(this.instanceId)), connection.id)
+    return true
+  }
+
+  /** Serializes and writes one frame to one local client. */
+  send (id: string, frame: OutgoingFrame): boolean {
+    const connection = this.#connections.get(id)
+    if (connection === undefined) return false
+    return this.write(connection, serializeFrame(frame))
+  }
+
+  /**
+   * The one place bytes reach a socket. A dead socket found here is removed;
+   * a client whose unsent bytes exceed `maxBufferedBytes` is cut off with
+   * 4008 so it cannot hold memory or slow the others.
+   */
+  write (connection: Connection, data: Buffer): boolean {
+    if (connection.closing) return false
+    const socket = connection.socket
+    if (socket.readyState !== WebSocket.OPEN) {
+      this.counters.deadSocketsRemoved++
+      this.remove(connection)
+      return false
+    }
+    // Corked bytes are looked up only past the limit: the common case pays
+    // one getter, not a second map lookup per recipient.
+    const buffered = socket.bufferedAmount + connection.batchBytes
+    const unsent = buffered > this.#maxBufferedBytes ? buffered - this.#frames.corkedBytes(socket) : buffered
+    if (unsent > this.#maxBufferedBytes) {
+      this.counters.slowConsumerCloses++
+      this.#log.warn({ clientId: connection.id, bufferedBytes: unsent }, 'ws-hub: slow consumer closed')
+      this.close(connection, CloseCodes.slowConsumer, 'slow consumer')
+      return false
+    }
+    this.counters.messagesOut++
+    if (connection.batch !== null && this.#batcher !== null) {
+      this.#batcher.add(connection, data)
+      return true
+    }
+    this.#send(connection, data)
+    return true
+  }
+
+  #send (connection: Connection, data: Buffer): void {
+    if (connection.closing || connection.socket.readyState !== WebSocket.OPEN) return
+    this.#frames.sendText(connection.socket, data)
+    this.counters.bytesOut += data.length
+  }
+
+  /** Starts the closing handshake and unregisters the client at once. */
+  close (connection: Connection, code: number, reason: string): void {
+    if (connection.closing) return
+    connection.closing = true
+    this.remove(connection)
+    try {
+      connection.socket.close(code, reason)
+    } catch (err) {
+      // close() throws only for a socket that is not open yet; drop it.
+      this.#log.warn({ err, clientId: connection.id }, 'ws-hub: close failed, terminating')
+      connection.socket.terminate()
+    }
+  }
+
+  closeById (id: string, code: number, reason: string): boolean {
+    const connection = this.#connections.get(id)
+    if (connection === undefined) return false
+    this.close(connection, code, reason)
+    return true
+  }
+
+  #track (pending: Promise<void>, clientId: string): void {
+    pending.catch((err: unknown) => {
+      this.#log.error({ err, clientId }, 'ws-hub: registry update failed')
+    })
+  }
+}
+
+const EMPTY: ReadonlySet<Connection> = new Set()
+
+function addTo<K> (index: Map<K, Set<Connection>>, key: K, connection: Connection): void {
+  let set = index.get(key)
+  if (set === undefined) {
+    set = new Set()
+    index.set(key, set)
+  }
+  set.add(connection)
+}
+
+function removeFrom<K> (index: Map<K, Set<Connection>>, key: K, connection: Connection): void {
+  const set = index.get(key)
+  if (set === undefined) return
+  set.delete(connection)
+  if (set.size === 0) index.delete(key)
+}

@@ -1,0 +1,293 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ConnectionManager } from '../connections/connection-manager.js'
+import type { Connection } from '../connections/connection.js'
+import type { Broker } from '../cluster/transport.js'
+import type { Registry } from '../cluster/registry.js'
+import type { Envelope, Target } from '../cluster/envelope.js'
+import type { OutgoingFrame } from '../protocol/frames.js'
+import { frameText } from '../protocol/serialize.js'
+import { Conflator } from './conflator.js'
+
+export interface DeliveryReport {
+  /** Clients of this instance that were written to. */
+  recipients: number
+  /**
+   * Other instances the message was handed to through the broker. Their
+   * client counts are not awaited: cross-instance delivery is at most once.
+   */
+  remoteInstances: number
+  /** Set when a conflated publish was held for the end of its window. */
+  conflated?: true
+}
+
+export interface PublishCallOptions {
+  /** Conflation key: keep only the latest message per key per throttle window. */
+  conflate?: string
+  /** The window, in ms. Default: the plugin's `conflateMs` (100). */
+  throttleMs?: number
+}
+
+export interface DispatchOptions {
+  /** A local client that should not receive this frame. */
+  exclude?: Connection
+}
+
+export interface DispatcherCounters {
+  brokerPublishFailures: number
+  remoteEnvelopesIn: number
+}
+
+export interface MessageDispatcherOptions {
+  instanceId: string
+  connections: ConnectionManager
+  registry: Registry
+  broker: Broker | null
+  log: FastifyBaseLogger
+  /** Default conflation window, ms. */
+  conflateMs?: number
+  /** Told how long each accepted broker publish took, in seconds. */
+  onPublished?: (seconds: number) => void
+}
+
+/**
+ * The one path every outgoing message takes: serialize once, write to the
+ * local recipients, then hand the same text to the broker for the other
+ * instances. Local delivery never waits on the broker.
+ */
+export class MessageDispatcher {
+  readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0 }
+  readonly #instanceId: string
+  readonly #connections: ConnectionManager
+  readonly #registry: Registry
+  readonly #broker: Broker | null
+  readonly #failures: FailureLog
+  readonly #onPublished: (seconds: number) => void
+  readonly #conflator = new Conflator()
+  readonly #conflateMs: number
+  #otherInstanceCount = 0
+  #instancesCheckedAt = -Infinity
+
+  constructor (options: MessageDispatcherOptions) {
+    this.#instanceId = options.instanceId
+    this.#connections = options.connections
+    this.#registry = options.registry
+    this.#broker = options.broker
+    this.#failures = new FailureLog(options.log)
+    this.#onPublished = options.onPublished ?? noop
+    this.#conflateMs = options.conflateMs ?? DEFAULT_CONFLATE_MS
+  }
+
+  /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
+  broadcast (message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'all' }, { type: 'server-broadcast', message })
+  }
+
+  /** `{"type":"direct","from":"server","message":...}` to one client, wherever it is connected. */
+  sendTo (clientId: string, message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'client', id: clientId }, { type: 'direct', from: 'server', message })
+  }
+
+  /** `{"type":"direct","from":"server","user":...,"message":...}` to every connection of a user. */
+  sendToUser (userId: string, message: unknown): Promise<DeliveryReport> {
+    return this.send({ kind: 'user', userId }, { type: 'direct', from: 'server', user: userId, message })
+  }
+
+  /**
+   * `{"type":"publish","topic":...,"from":"server","message":...}` to the
+   * topic's subscribers. With `conflate`, only the latest message per
+   * (topic, key) goes out per `throttleMs`; a held message reports
+   * `conflated: true` and no recipients yet.
+   */
+  async publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
+    const send = (value: unknown): Promise<DeliveryReport> => this.send({ kind: 'topic', topic }, { type: 'publish', topic, from: 'server', message: value })
+    if (options.conflate === undefined) return send(message)
+    let report: Promise<DeliveryReport> | null = null
+    const sentNow = this.#conflator.submit(`${topic}\u0000${options.conflate}`, message, options.throttleMs ?? this.#conflateMs, (value) => {
+      const pending = send(value)
+      if (report === null) report = pending
+      else pending.catch(() => {})
+    })
+    if (sentNow && report !== null) return report
+    return { recipients: 0, remoteInstances: 0, conflated: true }
+  }
+
+  /** Messages replaced by newer ones under `conflate`. */
+  get conflatedDrops (): number {
+    return this.#conflator.dropped
+  }
+
+  /** Drops held conflated messages and their timers (shutdown). */
+  stop (): void {
+    this.#conflator.stop()
+  }
+
+  /**
+   * Sends any frame to a target. For a client or user target, the report's
+   * `recipients` is 0 and `remoteInstances` 0 when no instance holds it.
+   */
+  async send (target: Target, frame: OutgoingFrame, options: DispatchOptions = {}): Promise<DeliveryReport> {
+    const text = frameText(frame)
+    const recipients = this.deliverLocal(target, Buffer.from(text), options.exclude)
+    if (this.#broker === null) return { recipients, remoteInstances: 0 }
+    if (target.kind === 'client' && recipients > 0) return { recipients, remoteInstances: 0 }
+    return { recipients, remoteInstances: await this.#sendRemote({ origin: this.#instanceId, target, frame: text }) }
+  }
+
+  /**
+   * Hands an envelope to the instances that need it and returns how many.
+   * Never throws: the local clients already have the message, so a broker
+   * or registry failure is counted and logged, not thrown at the sender.
+   */
+  async #sendRemote (envelope: Envelope): Promise<number> {
+    try {
+      const target = envelope.target
+      if (target.kind === 'client') {
+        const holder = await this.#registry.locate(target.id)
+        if (holder === null || holder === this.#instanceId) return 0
+        await this.#timedPublish(envelope, [holder])
+        return 1
+      }
+      if (target.kind === 'user') {
+        const holders = (await this.#registry.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
+        if (holders.length === 0) return 0
+        await this.#timedPublish(envelope, holders)
+        return holders.length
+      }
+      await this.#timedPublish(envelope, undefined)
+      return await this.#otherInstances()
+    } catch (err) {
+      this.counters.brokerPublishFailures++
+      this.#failures.record(err, envelope.target)
+      return 0
+    }
+  }
+
+  /**
+   * How many other instances a fan-out reached. Cached for a second: the
+   * count is a report, and asking the registry on every broadcast would put
+   * a network round trip on the send path.
+   */
+  async #otherInstances (): Promise<number> {
+    const now = Date.now()
+    if (now - this.#instancesCheckedAt > INSTANCES_TTL_MS) {
+      this.#otherInstanceCount = (await this.#registry.instances()).filter((id) => id !== this.#instanceId).length
+      this.#instancesCheckedAt = now
+    }
+    return this.#otherInstanceCount
+  }
+
+  async #timedPublish (envelope: Envelope, instances: string[] | undefined): Promise<void> {
+    if (this.#broker === null) return
+    const started = process.hrtime.bigint()
+    await this.#broker.publish(envelope, instances === undefined ? {} : { instances })
+    this.#onPublished(Number(process.hrtime.bigint() - started) / 1e9)
+  }
+
+  /**
+   * Closes the target's sockets (a client or every connection of a user)
+   * on whichever instances hold them. Resolves to how many were closed here
+   * and how many other instances were asked.
+   */
+  async close (target: Extract<Target, { kind: 'client' | 'user' }>, code: number, reason: string): Promise<DeliveryReport> {
+    const recipients = this.#closeLocal(target, code, reason)
+    if (this.#broker === null) return { recipients, remoteInstances: 0 }
+    const holders = target.kind === 'client'
+      ? (recipients > 0 ? [] : [await this.#registry.locate(target.id)])
+      : await this.#registry.locateUser(target.userId)
+    const others = holders.filter((id): id is string => id !== null && id !== this.#instanceId)
+    if (others.length === 0) return { recipients, remoteInstances: 0 }
+    try {
+      await this.#broker.publish({ origin: this.#instanceId, target, frame: '', control: { close: { code, reason } } }, { instances: others })
+    } catch (err) {
+      this.counters.brokerPublishFailures++
+      this.#failures.record(err, target)
+      return { recipients, remoteInstances: 0 }
+    }
+    return { recipients, remoteInstances: others.length }
+  }
+
+  /** Called by the broker for envelopes from other instances. */
+  receive (envelope: Envelope): void {
+    if (envelope.origin === this.#instanceId) return
+    this.counters.remoteEnvelopesIn++
+    const control = envelope.control
+    if (control !== undefined) {
+      const target = envelope.target
+      if (target.kind === 'client' || target.kind === 'user') this.#closeLocal(target, control.close.code, control.close.reason)
+      return
+    }
+    this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
+  }
+
+  #closeLocal (target: Extract<Target, { kind: 'client' | 'user' }>, code: number, reason: string): number {
+    const connections = this.#connections
+    if (target.kind === 'client') return connections.closeById(target.id, code, reason) ? 1 : 0
+    let closed = 0
+    for (const connection of connections.byUser(target.userId)) {
+      connections.close(connection, code, reason)
+      closed++
+    }
+    return closed
+  }
+
+  /** Writes already-serialized bytes to this instance's clients in the target. */
+  deliverLocal (target: Target, data: Buffer, exclude: Connection | undefined): number {
+    const connections = this.#connections
+    switch (target.kind) {
+      case 'client': {
+        const connection = connections.get(target.id)
+        return connection !== undefined && connection !== exclude && connections.write(connection, data) ? 1 : 0
+      }
+      case 'user':
+        return writeAll(connections, connections.byUser(target.userId), data, exclude)
+      case 'topic':
+        return writeAll(connections, connections.subscribers(target.topic), data, exclude)
+      case 'all':
+        return writeAll(connections, connections.all(), data, exclude)
+    }
+  }
+}
+
+/**
+ * During a broker outage every publish fails; one error line per failure
+ * would flood the logs. Logs the first failure, then a summary at most
+ * every `intervalMs` while failures continue.
+ */
+class FailureLog {
+  readonly #log: FastifyBaseLogger
+  readonly #intervalMs: number
+  #lastLoggedAt = 0
+  #suppressed = 0
+
+  constructor (log: FastifyBaseLogger, intervalMs = 10_000) {
+    this.#log = log
+    this.#intervalMs = intervalMs
+  }
+
+  record (err: unknown, target: Target): void {
+    const now = Date.now()
+    if (now - this.#lastLoggedAt < this.#intervalMs) {
+      this.#suppressed++
+      return
+    }
+    this.#log.error({ err, target, suppressedSinceLastLog: this.#suppressed },
+      'ws-hub: cross-instance delivery failed; local clients were served, other instances were not')
+    this.#lastLoggedAt = now
+    this.#suppressed = 0
+  }
+}
+
+const INSTANCES_TTL_MS = 1000
+const DEFAULT_CONFLATE_MS = 100
+
+function noop (): void {}
+
+function writeAll (connections: ConnectionManager, targets: Iterable<Connection>, data: Buffer, exclude: Connection | undefined): number {
+  let recipients = 0
+  // A write may remove a dead or slow connection from the set being walked;
+  // Set and Map iteration is defined to tolerate that, so no copy is made.
+  for (const connection of targets) {
+    if (connection !== exclude && connections.write(connection, data)) recipients++
+  }
+  return recipients
+}

@@ -1,0 +1,213 @@
+/**
+ * The wire protocol as an AsyncAPI 3.0.0 document, built from the same
+ * TypeBox schemas that validate client frames, so it cannot drift from the
+ * code: a frame type added to `protocol.ts` appears here by itself.
+ *
+ * The application described is the hub: it `receive`s client frames and
+ * `send`s server frames, all on one channel, the WebSocket path.
+ */
+import { createRequire } from 'node:module'
+import type { TSchema } from 'typebox'
+import { AnyClientFrame, BuiltInClientFrames, CloseCodes, ErrorCodes, ServerFrames } from '../protocol/frames.js'
+
+export interface AsyncApiOptions {
+  /** The WebSocket path. Default `/ws`. */
+  path?: string
+  /** Default `fastify-ws-hub WebSocket protocol`. */
+  title?: string
+  /** Default: the version in fastify-ws-hub's package.json. */
+  version?: string
+  /** Replaces the default description (Markdown). */
+  description?: string
+  /** Subprotocols the hub selects from. Default `['ws-hub.v1']`. */
+  protocols?: string[]
+  /** Servers to list, by name, for example `{ production: { host: 'chat.example.com', protocol: 'wss' } }`; the channel's address is the path. */
+  servers?: Record<string, AsyncApiServer>
+}
+
+export interface AsyncApiServer {
+  host: string
+  protocol: 'ws' | 'wss'
+  description?: string
+}
+
+type JsonSchema = Record<string, unknown>
+interface Ref { $ref: string }
+
+export interface AsyncApiMessage {
+  name: string
+  title: string
+  summary: string
+  contentType: 'application/json'
+  payload: JsonSchema
+  correlationId?: { location: string, description: string }
+}
+
+export interface AsyncApiOperation {
+  action: 'send' | 'receive'
+  channel: Ref
+  summary: string
+  messages: Ref[]
+  reply?: { channel: Ref, messages: Ref[] }
+}
+
+export interface AsyncApiDocument {
+  asyncapi: '3.0.0'
+  info: { title: string, version: string, description: string }
+  defaultContentType: 'application/json'
+  servers?: Record<string, { host: string, protocol: string, description?: string }>
+  channels: Record<string, {
+    address: string
+    title: string
+    description: string
+    messages: Record<string, Ref>
+    bindings: { ws: { method: 'GET', headers: JsonSchema, bindingVersion: '0.1.0' } }
+  }>
+  operations: Record<string, AsyncApiOperation>
+  components: { messages: Record<string, AsyncApiMessage> }
+}
+
+/** The channel's key in `channels`. */
+export const ASYNCAPI_CHANNEL = 'hub'
+/** Keys of messages in `components.messages` and in the channel: `client.<type>` and `server.<type>`. */
+export const clientMessageKey = (type: string): string => `client.${type}`
+export const serverMessageKey = (type: string): string => `server.${type}`
+/** The message for client types that are not built in, handled by the service. */
+export const CUSTOM_CLIENT_TYPE = 'custom'
+
+const CLIENT_SUMMARIES: Record<string, string> = {
+  broadcast: 'Every connected client, the sender included, receives a `message` frame.',
+  direct: 'To one client (`target`) or to every connection of a user (`user`), exactly one of the two; they receive a `direct` frame. An unknown target is answered with the error `unknown_target`.',
+  subscribe: 'Start receiving the topic\'s publishes.',
+  unsubscribe: 'Stop receiving the topic\'s publishes. Idempotent.',
+  publish: 'The topic\'s subscribers receive a `publish` frame. The publisher need not be subscribed.',
+  ping: 'Answered by a `pong` carrying the same `id` (for browsers, which cannot send protocol pings).',
+  [CUSTOM_CLIENT_TYPE]: 'Any other type goes to the service (`onMessage`); without one it is answered with the error `unknown_type`.'
+}
+
+const SERVER_SUMMARIES: Record<string, string> = {
+  welcome: 'The first frame on every connection: the id the hub gave this client.',
+  message: 'A client\'s broadcast. `from` is the sender\'s client id, `fromUser` its authenticated user.',
+  direct: 'A direct message. `from` is `"server"` for pushes from the server; `user` is set for messages to a user.',
+  publish: 'A publish on a topic this client subscribed to.',
+  'server-broadcast': 'A broadcast from the server (REST or `messageDispatcher.broadcast`).',
+  system: 'A notice such as `Client <id> joined.`, with the `announce` option.',
+  echo: 'A copy of what this client broadcast, sent directly or published, with the `echo` option.',
+  pong: 'The answer to a `ping`, with its `id`.',
+  ack: 'A client frame that carried an `id` was handled.',
+  error: `Bad input; the connection stays open. \`id\` is the offending frame's, when it had one. Codes: ${Object.values(ErrorCodes).map((code) => `\`${code}\``).join(', ')}; a service may add its own.`
+}
+
+const CORRELATION = {
+  location: '$message.payload#/id',
+  description: 'A client frame\'s optional `id`, echoed by its `ack`, `pong` or `error`.'
+}
+
+const packageJson = createRequire(import.meta.url)('../package.json') as { version: string }
+
+function defaultDescription (path: string, protocols: readonly string[]): string {
+  const closeCodes = Object.entries(CloseCodes).map(([name, code]) => `\`${code}\` ${name}`).join(', ')
+  return [
+    `JSON text frames over one WebSocket at \`${path}\`. Offer the subprotocol ${protocols.map((p) => `\`${p}\``).join(' or ')}; a browser`,
+    'that authenticates adds a `bearer.<token>` entry, which the hub reads and never echoes.',
+    '',
+    'Every server frame has a `type` and an ISO-8601 `timestamp`. Any client frame may carry an `id`',
+    '(a string of 1 to 128 characters, or a number): the hub then answers with an `ack` once the frame is',
+    'handled, or with an `error` carrying that `id`; a `ping` is answered by its `pong` instead.',
+    '',
+    `Close codes: ${closeCodes}.`
+  ].join('\n')
+}
+
+/** A plain JSON copy: TypeBox schemas may carry symbol keys. */
+function plain (schema: TSchema | JsonSchema): JsonSchema {
+  return JSON.parse(JSON.stringify(schema)) as JsonSchema
+}
+
+function operationId (action: 'send' | 'receive', type: string): string {
+  return action + type.split(/[^A-Za-z0-9]+/).map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('')
+}
+
+/** Builds the document. Cheap, but meant to be built once and served as is. */
+export function buildAsyncApiDocument (options: AsyncApiOptions = {}): AsyncApiDocument {
+  const path = options.path ?? '/ws'
+  const protocols = options.protocols ?? ['ws-hub.v1']
+  const channelRef: Ref = { $ref: `#/channels/${ASYNCAPI_CHANNEL}` }
+  const inChannel = (key: string): Ref => ({ $ref: `#/channels/${ASYNCAPI_CHANNEL}/messages/${key}` })
+  const messages: Record<string, AsyncApiMessage> = {}
+  const operations: Record<string, AsyncApiOperation> = {}
+  const answers = [inChannel(serverMessageKey('ack')), inChannel(serverMessageKey('error'))]
+
+  const customPayload: JsonSchema = {
+    allOf: [plain(AnyClientFrame), { properties: { type: { not: { enum: Object.keys(BuiltInClientFrames) } } } }]
+  }
+  const clientFrames: Array<[string, JsonSchema]> = [
+    ...Object.entries(BuiltInClientFrames).map(([type, schema]): [string, JsonSchema] => [type, plain(schema)]),
+    [CUSTOM_CLIENT_TYPE, customPayload]
+  ]
+  for (const [type, payload] of clientFrames) {
+    const key = clientMessageKey(type)
+    const summary = CLIENT_SUMMARIES[type] ?? `A \`${type}\` frame.`
+    messages[key] = { name: type, title: `${type} (client to hub)`, summary, contentType: 'application/json', payload, correlationId: CORRELATION }
+    operations[operationId('receive', type)] = {
+      action: 'receive',
+      channel: channelRef,
+      summary,
+      messages: [inChannel(key)],
+      reply: { channel: channelRef, messages: type === 'ping' ? [inChannel(serverMessageKey('pong'))] : answers }
+    }
+  }
+
+  for (const [type, schema] of Object.entries(ServerFrames)) {
+    const key = serverMessageKey(type)
+    const summary = SERVER_SUMMARIES[type] ?? `A \`${type}\` frame.`
+    const payload = plain(schema)
+    const message: AsyncApiMessage = { name: type, title: `${type} (hub to client)`, summary, contentType: 'application/json', payload }
+    if (Object.hasOwn(payload.properties as object, 'id')) message.correlationId = CORRELATION
+    messages[key] = message
+    operations[operationId('send', type)] = { action: 'send', channel: channelRef, summary, messages: [inChannel(key)] }
+  }
+
+  const document: AsyncApiDocument = {
+    asyncapi: '3.0.0',
+    info: {
+      title: options.title ?? 'fastify-ws-hub WebSocket protocol',
+      version: options.version ?? packageJson.version,
+      description: options.description ?? defaultDescription(path, protocols)
+    },
+    defaultContentType: 'application/json',
+    channels: {
+      [ASYNCAPI_CHANNEL]: {
+        address: path,
+        title: 'The hub\'s WebSocket',
+        description: 'One connection carries every frame in both directions; topics are a field of the frames, not channels.',
+        messages: Object.fromEntries(Object.keys(messages).map((key) => [key, { $ref: `#/components/messages/${key}` }])),
+        bindings: {
+          ws: {
+            method: 'GET',
+            headers: {
+              type: 'object',
+              properties: {
+                'Sec-WebSocket-Protocol': {
+                  type: 'string',
+                  description: `${protocols.join(', ')}; plus \`bearer.<token>\` when the hub authenticates with a subprotocol token.`
+                }
+              }
+            },
+            bindingVersion: '0.1.0'
+          }
+        }
+      }
+    },
+    operations,
+    components: { messages }
+  }
+  if (options.servers !== undefined) {
+    document.servers = Object.fromEntries(Object.entries(options.servers).map(([name, server]) => [name, {
+      host: server.host,
+      protocol: server.protocol,
+      ...(server.description === undefined ? {} : { description: server.description })
+    }]))
+  }
+  return document
+}

@@ -1,0 +1,92 @@
+/** TypeBox schemas of the REST push API: they validate input and feed Swagger. */
+import { Type, type Static } from 'typebox'
+import { ClientId, Topic, UserId } from '../protocol/frames.js'
+
+export const ConnectionInfoSchema = Type.Object({
+  id: Type.String(),
+  ip: Type.String(),
+  userId: Type.Union([Type.String(), Type.Null()]),
+  topics: Type.Array(Type.String()),
+  connectedAt: Type.String({ format: 'date-time' }),
+  instanceId: Type.String({ description: 'The hub instance holding the socket' })
+}, { $id: 'WsHubConnection' })
+
+export const ErrorSchema = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  code: Type.Optional(Type.String()),
+  message: Type.String()
+}, { $id: 'WsHubError' })
+
+export const ListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  offset: Type.Integer({ minimum: 0, default: 0 })
+})
+
+export const ConnectionList = Type.Object({
+  count: Type.Integer({ description: 'All connections, not just this page' }),
+  connections: Type.Array(ConnectionInfoSchema)
+})
+
+export const IdParams = Type.Object({ id: ClientId })
+export const TopicParams = Type.Object({ topic: Topic })
+export const UserParams = Type.Object({ userId: UserId })
+
+/**
+ * Any JSON except null and the empty string: an empty push is a caller's bug.
+ * `const`, not `type: 'null'`: Fastify's Ajv coerces types, and would read
+ * 0 and false as null.
+ */
+export const PushBody = Type.Object({
+  message: Type.Unsafe<unknown>({
+    not: { anyOf: [{ const: null }, { const: '' }] },
+    description: 'Any JSON value except null and ""'
+  })
+})
+
+export const DeliveryResponse = Type.Object({
+  recipients: Type.Integer({ description: 'Clients of the answering instance that were sent the message' }),
+  remoteInstances: Type.Integer({ description: 'Other hub instances the message was handed to' })
+})
+
+export const HealthSchema = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  instanceId: Type.String(),
+  broker: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')]),
+  connections: Type.Integer()
+})
+export type HealthReport = Static<typeof HealthSchema>
+
+export const LiveSchema = Type.Object({ status: Type.Literal('ok') })
+
+const Count = Type.Integer({ minimum: 0 })
+export const StatsSchema = Type.Object({
+  instanceId: Type.String(),
+  connections: Count,
+  handshakes: Type.Object({
+    accepted: Count,
+    rejectedOrigin: Count,
+    rejectedHandshakeRate: Count,
+    rejectedIpLimit: Count,
+    rejectedTotalLimit: Count,
+    rejectedUnauthenticated: Count,
+    rejectedUserLimit: Count,
+    rejectedRegistryDown: Count,
+    abortedBeforeUpgrade: Count
+  }),
+  messagesIn: Count,
+  messagesOut: Count,
+  bytesOut: Count,
+  errorsSent: Count,
+  serviceErrors: Count,
+  rateLimited: Count,
+  conflatedDrops: Count,
+  floodCloses: Count,
+  revalidationCloses: Count,
+  slowConsumerCloses: Count,
+  deadSocketsRemoved: Count,
+  heartbeatTerminations: Count,
+  brokerPublishFailures: Count,
+  remoteEnvelopesIn: Count,
+  brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')])
+})

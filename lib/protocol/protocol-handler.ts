@@ -1,0 +1,262 @@
+import type { RawData } from 'ws'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Connection } from '../connections/connection.js'
+import { serializeFrame } from './serialize.js'
+import type { ConnectionManager } from '../connections/connection-manager.js'
+import type { MessageDispatcher } from '../dispatch/message-dispatcher.js'
+import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
+import { takeMessageToken } from '../connections/rate-limit.js'
+import type { Telemetry } from '../telemetry.js'
+import type { RateLimit } from '../options/hub-options.js'
+import type { Target } from '../cluster/envelope.js'
+import {
+  CloseCodes,
+  ErrorCodes,
+  nestsDeeperThan,
+  isBuiltInType,
+  validateBuiltIn,
+  validateEnvelope,
+  type BroadcastFrame,
+  type ClientFrame,
+  type DirectFrame,
+  type OutgoingFrame,
+  type PublishFrame,
+  type SubscribeFrame,
+  type UnsubscribeFrame
+} from './frames.js'
+
+export interface ProtocolHandlerOptions {
+  connections: ConnectionManager
+  dispatcher: MessageDispatcher
+  service: HubService
+  echo: boolean
+  telemetry: Telemetry
+  messageRateLimit: RateLimit | false
+  maxJsonDepth: number
+  maxTopicsPerConnection: number
+  log: FastifyBaseLogger
+}
+
+export type MessageId = string | number
+
+export interface InboundCounters {
+  messagesIn: number
+  errorsSent: number
+  serviceErrors: number
+  rateLimited: number
+  floodCloses: number
+}
+
+/** Turns one client frame into actions, and answers every bad one with an error frame. */
+export class ProtocolHandler {
+  readonly counters: InboundCounters = { messagesIn: 0, errorsSent: 0, serviceErrors: 0, rateLimited: 0, floodCloses: 0 }
+  readonly #connections: ConnectionManager
+  readonly #dispatcher: MessageDispatcher
+  readonly #service: HubService
+  readonly #echo: boolean
+  readonly #telemetry: Telemetry
+  readonly #rateLimit: RateLimit | false
+  readonly #maxJsonDepth: number
+  readonly #maxTopics: number
+  readonly #log: FastifyBaseLogger
+
+  constructor (options: ProtocolHandlerOptions) {
+    this.#connections = options.connections
+    this.#dispatcher = options.dispatcher
+    this.#service = options.service
+    this.#echo = options.echo
+    this.#telemetry = options.telemetry
+    this.#rateLimit = options.messageRateLimit
+    this.#maxJsonDepth = options.maxJsonDepth
+    this.#maxTopics = options.maxTopicsPerConnection
+    this.#log = options.log
+  }
+
+  context (connection: Connection): ServiceContext {
+    return {
+      client: connection.info(this.#connections.instanceId),
+      reply: (frame) => { this.#connections.write(connection, serializeFrame(frame)) },
+      dispatcher: this.#dispatcher,
+      connections: this.#connections,
+      log: this.#log
+    }
+  }
+
+  async handle (connection: Connection, data: RawData, isBinary: boolean): Promise<void> {
+    this.counters.messagesIn++
+    let type: string | undefined
+    try {
+      type = await this.#handle(connection, data, isBinary)
+    } finally {
+      this.#telemetry.messageIn(connection, type, Buffer.isBuffer(data) ? data.length : 0)
+    }
+  }
+
+  /** Returns the frame's type once it is known to be a well-formed frame. */
+  async #handle (connection: Connection, data: RawData, isBinary: boolean): Promise<string | undefined> {
+    if (connection.closing) return
+    // Parsed before the rate check so a refused request can be answered
+    // with its own id; maxPayload bounds what a refused frame costs.
+    let frame: unknown
+    let parsed = false
+    if (!isBinary) {
+      try {
+        frame = JSON.parse(data.toString())
+        parsed = true
+      } catch {}
+    }
+    if (this.#rateLimit !== false) {
+      const verdict = takeMessageToken(connection, this.#rateLimit, Date.now())
+      if (verdict !== 'ok') {
+        this.counters.rateLimited++
+        if (verdict === 'flooding') {
+          this.counters.floodCloses++
+          this.#log.warn({ clientId: connection.id, ip: connection.ip }, 'ws-hub: client kept flooding past the rate limit, closing')
+          this.#connections.close(connection, CloseCodes.policyViolation, 'rate limit exceeded')
+        } else {
+          this.#error(connection, ErrorCodes.rateLimited, `more than ${this.#rateLimit.max} messages per ${this.#rateLimit.intervalMs} ms; message dropped`, idOf(frame))
+        }
+        return
+      }
+    }
+    if (isBinary) {
+      this.#error(connection, ErrorCodes.unsupportedBinary, 'binary frames are not supported; send JSON text', undefined)
+      return
+    }
+    if (!parsed) {
+      this.#error(connection, ErrorCodes.invalidJson, 'message is not valid JSON', undefined)
+      return
+    }
+    if (nestsDeeperThan(frame, this.#maxJsonDepth)) {
+      this.#error(connection, ErrorCodes.invalidMessage, `message nests deeper than ${this.#maxJsonDepth} levels`, idOf(frame))
+      return
+    }
+    const envelope = validateEnvelope(frame)
+    if (!envelope.ok) {
+      this.#error(connection, ErrorCodes.invalidMessage, envelope.error, idOf(frame))
+      return
+    }
+    const message = frame as ClientFrame
+    try {
+      const acked = await this.#dispatch(connection, message)
+      if (acked && message.id !== undefined) this.#reply(connection, { type: 'ack', id: message.id })
+    } catch (err) {
+      this.#failed(connection, err, message)
+    }
+    return message.type
+  }
+
+  /** Returns whether the frame was handled (and so should be acked). */
+  async #dispatch (connection: Connection, message: ClientFrame): Promise<boolean> {
+    const type = message.type
+    if (!isBuiltInType(type)) return this.#custom(connection, message)
+    const check = validateBuiltIn(type, message)
+    if (!check.ok) {
+      this.#error(connection, ErrorCodes.invalidMessage, check.error, message.id)
+      return false
+    }
+    switch (type) {
+      case 'ping':
+        // The pong is the answer; it carries the id, so no separate ack.
+        this.#reply(connection, message.id === undefined ? { type: 'pong' } : { type: 'pong', id: message.id })
+        return false
+      case 'broadcast': {
+        const frame = message as BroadcastFrame
+        this.#maybeEcho(connection, frame.message)
+        await this.#dispatcher.send({ kind: 'all' }, withSender(connection, { type: 'message', message: frame.message }))
+        return true
+      }
+      case 'direct': {
+        const frame = message as DirectFrame
+        if ((frame.target === undefined) === (frame.user === undefined)) {
+          this.#error(connection, ErrorCodes.invalidMessage, 'direct needs exactly one of target (a client id) or user (a user id)', frame.id)
+          return false
+        }
+        this.#maybeEcho(connection, frame.message)
+        const target: Target = frame.target !== undefined ? { kind: 'client', id: frame.target } : { kind: 'user', userId: frame.user ?? '' }
+        const out = withSender(connection, { type: 'direct', message: frame.message })
+        if (frame.user !== undefined) out.user = frame.user
+        const report = await this.#dispatcher.send(target, out)
+        if (report.recipients === 0 && report.remoteInstances === 0) {
+          const who = frame.target !== undefined ? `client with id ${frame.target}` : `connection of user ${frame.user ?? ''}`
+          this.#error(connection, ErrorCodes.unknownTarget, `no ${who}`, frame.id)
+          return false
+        }
+        return true
+      }
+      case 'subscribe': {
+        const topic = (message as SubscribeFrame).topic
+        if (!connection.topics.has(topic) && connection.topics.size >= this.#maxTopics) {
+          this.#error(connection, ErrorCodes.tooManyTopics, `at most ${this.#maxTopics} topics per connection`, message.id)
+          return false
+        }
+        this.#connections.subscribe(connection, topic)
+        return true
+      }
+      case 'unsubscribe':
+        this.#connections.unsubscribe(connection, (message as UnsubscribeFrame).topic)
+        return true
+      case 'publish': {
+        const frame = message as PublishFrame
+        this.#maybeEcho(connection, frame.message)
+        await this.#dispatcher.send(
+          { kind: 'topic', topic: frame.topic },
+          withSender(connection, { type: 'publish', topic: frame.topic, message: frame.message })
+        )
+        return true
+      }
+    }
+  }
+
+  async #custom (connection: Connection, message: ClientFrame): Promise<boolean> {
+    // Called as a method: a class-based service keeps its `this`.
+    if (this.#service.onMessage === undefined) {
+      this.#error(connection, ErrorCodes.unknownType, `unknown message type "${message.type}"`, message.id)
+      return false
+    }
+    await this.#service.onMessage(message, this.context(connection))
+    return true
+  }
+
+  #failed (connection: Connection, err: unknown, message: ClientFrame): void {
+    if (err instanceof HubProtocolError) {
+      this.#error(connection, err.code, err.message, message.id)
+      return
+    }
+    this.counters.serviceErrors++
+    this.#log.error({ err, clientId: connection.id, type: message.type }, 'ws-hub: message handler failed')
+    this.#error(connection, ErrorCodes.serviceError, 'the server could not handle this message', message.id)
+  }
+
+  #maybeEcho (connection: Connection, message: unknown): void {
+    if (this.#echo) this.#reply(connection, { type: 'echo', message })
+  }
+
+  #reply (connection: Connection, frame: OutgoingFrame): void {
+    this.#connections.write(connection, serializeFrame(frame))
+  }
+
+  #error (connection: Connection, code: string, text: string, id: MessageId | undefined): void {
+    this.counters.errorsSent++
+    const frame: OutgoingFrame = { type: 'error', code, message: text }
+    if (id !== undefined) frame.id = id
+    this.#reply(connection, frame)
+  }
+}
+
+/**
+ * `from` is the server-assigned client id and `fromUser` the authenticated
+ * user: never values the client wrote.
+ */
+function withSender (connection: Connection, frame: OutgoingFrame): OutgoingFrame {
+  frame.from = connection.id
+  if (connection.userId !== null) frame.fromUser = connection.userId
+  return frame
+}
+
+/** The id of a frame that failed validation, if it carried a usable one. */
+function idOf (frame: unknown): MessageId | undefined {
+  if (frame === null || typeof frame !== 'object') return undefined
+  const id = (frame as { id?: unknown }).id
+  return (typeof id === 'string' && id.length <= 128) || typeof id === 'number' ? id : undefined
+}
