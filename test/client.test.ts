@@ -17,6 +17,7 @@ import {
   type InboundFrame,
   type WebSocketConstructor
 } from '../lib/client/index.js'
+import { routeMessage, type FrameSink } from '../lib/client/frame-router.js'
 import { HubProtocolError } from '../lib/index.js'
 import { build, type Tap } from './helpers.js'
 
@@ -151,6 +152,67 @@ t.test('an error frame rejects the request with its code', async (t) => {
   t.equal((await rejection(hub.subscribe('has space'))).code, 'invalid_message')
   t.same(hub.topics, [], 'a refused subscribe is not remembered')
   t.equal((await rejection(hub.request({ type: 'dance' }))).code, 'unknown_type')
+})
+
+// Regression: the client had no `batch` case, so a client that opted in to
+// batching never saw its acks (they came wrapped) and every request timed out.
+t.test('regression: acks inside a batch frame resolve requests (client had no batch case)', async (t) => {
+  const { wsUrl } = await build(t, { batch: { maxDelayMs: 20, maxMessages: 100 } })
+  const raw: string[] = []
+  class Recording extends WebSocket {
+    constructor (url: string, protocols?: string | string[]) {
+      super(url, protocols)
+      this.on('message', (data) => raw.push(data.toString()))
+    }
+  }
+  const WebSocketClass = Recording as unknown as WebSocketConstructor
+  // A short ack timeout, so the bug fails fast instead of hanging.
+  const byProtocol = client(t, wsUrl, { protocols: ['ws-hub.v1.batch'], ackTimeoutMs: 2000, WebSocket: WebSocketClass })
+  const byQuery = client(t, `${wsUrl}?batch=1`, { ackTimeoutMs: 2000 })
+  await Promise.all([byProtocol.connect(), byQuery.connect()])
+
+  const seen: InboundFrame[] = []
+  byProtocol.on('*', (frame) => { seen.push(frame) })
+  const acks = await Promise.all([0, 1, 2].map(async (n) => byProtocol.broadcast(n)))
+  t.same(acks.map((ack) => ack.type), ['ack', 'ack', 'ack'], 'every request resolved on its ack')
+  t.ok(raw.some((data) => data.startsWith('{"type":"batch"')), 'the acks did come in batch frames')
+  t.notOk(seen.some((frame) => frame.type === 'batch'), 'the wrapper is not an event')
+  const order = seen.map((frame) => frame.type === 'message' ? `message ${String(frame.message)}` : frame.type)
+  t.same(order.filter((entry) => entry.startsWith('message')), ['message 0', 'message 1', 'message 2'], 'inner frames in order')
+  t.equal(order.filter((entry) => entry === 'ack').length, 3)
+
+  t.equal((await rejection(byProtocol.direct('nobody', 'x'))).code, 'unknown_target', 'an error frame inside a batch rejects its request')
+  t.equal((await byQuery.subscribe('news')).type, 'ack', 'opting in by ?batch=1 works the same')
+  const published = next(byQuery, 'publish')
+  await byProtocol.publish('news', 'up')
+  t.match(await published, { topic: 'news', message: 'up' })
+  t.equal((await byQuery.ping()).type, 'pong', 'a pong inside a batch resolves ping()')
+})
+
+t.test('a batch is unwrapped one level; bad entries are invalid frames; a handler closing mid-batch stops the rest', async (t) => {
+  const events: Array<[string, unknown]> = []
+  let live = true
+  const sink: FrameSink = {
+    welcome: () => { events.push(['welcome()', null]) },
+    settle: (frame) => { events.push(['settle()', frame.id]) },
+    refuse: (frame) => { events.push(['refuse()', frame.id]) },
+    emit: (type, payload) => {
+      if (type !== '*') events.push([type, type === 'invalid-frame' ? (payload as { error: string }).error : null])
+      if (type === 'stop') live = false
+    }
+  }
+  const batch = (messages: unknown): string => JSON.stringify({ type: 'batch', messages, timestamp: 'now' })
+  routeMessage(batch([{ type: 'ack', id: 1 }, 5, { type: 'batch', messages: [] }, { type: 'error', id: 2 }, { type: 'stop' }, { type: 'ack', id: 3 }]), sink, () => live)
+  t.same(events, [
+    ['settle()', 1], ['ack', null],
+    ['invalid-frame', 'a batch entry that is not a frame'],
+    ['invalid-frame', 'a batch entry that is not a frame'],
+    ['refuse()', 2], ['error', null],
+    ['stop', null]
+  ])
+  events.length = 0
+  routeMessage(batch('nope'), sink, () => true)
+  t.same(events, [['invalid-frame', 'a batch without a messages array']])
 })
 
 t.test('custom types: request resolves after the service, whose frames are events', async (t) => {

@@ -1,13 +1,14 @@
 import { backoffDelay, normalizeBackoff, type BackoffOptions } from './backoff.js'
+import { closeSocket } from './close-socket.js'
 import { Emitter } from './emitter.js'
 import { ClientErrorCodes, HubClientError } from './errors.js'
+import { routeMessage, type FrameSink } from './frame-router.js'
 import { CLIENT_DEFAULTS, duration, platformWebSocket, type HubClientOptions } from './options.js'
 import { PendingRequests } from './pending-requests.js'
 import type {
   AckFrame,
   BroadcastFrame,
   DirectFrame,
-  ErrorFrame,
   HubClientEvents,
   HubClientState,
   InboundFrame,
@@ -25,9 +26,6 @@ import type {
 
 /** Reported as the close code when the client gives a silent socket up (RFC 6455: closed without a close frame). */
 const ABNORMAL_CLOSURE = 1006
-const CLOSED = 3
-/** How long `close()` waits for the closing handshake before it stops waiting. */
-const CLOSE_WAIT_MS = 2_000
 
 type Timer = ReturnType<typeof setTimeout>
 type Reply = AckFrame | PongFrame
@@ -57,6 +55,10 @@ interface Waiter {
  * all frames, and the lifecycle events `'open'`, `'close'`, `'reconnecting'`,
  * `'state'` and `'invalid-frame'`; those names are taken, so a service should
  * not use them as frame types.
+ *
+ * With batching (`protocols: ['ws-hub.v1.batch']` or `?batch=1`), the frames
+ * of a `{"type":"batch"}` frame are handled one by one, in order, as if each
+ * had arrived alone; the batch itself is not an event.
  *
  * After a close the client reconnects with exponential backoff and jitter and
  * subscribes its topics again, except after `close()`, with
@@ -95,6 +97,14 @@ export class HubClient {
   #pingInFlight = false
   /** Bumped by every attempt and by close(), so an attempt that awaited can tell it is stale. */
   #generation = 0
+
+  /** What the frames a socket receives act on. */
+  readonly #sink: FrameSink = {
+    welcome: (frame) => this.#onWelcome(frame),
+    settle: (frame) => this.#pending.settle(frame),
+    refuse: (frame) => this.#pending.refuse(frame),
+    emit: (type, payload) => this.#events.emit(type, payload)
+  }
 
   constructor (url: string, options: HubClientOptions = {}) {
     let parsed: URL
@@ -259,7 +269,8 @@ export class HubClient {
     const socket = new WebSocketClass(this.url, protocols)
     this.#socket = socket
     // Events of a socket this client has since dropped are ignored.
-    socket.addEventListener('message', (event) => { if (this.#socket === socket) this.#onData(event.data) })
+    const current = (): boolean => this.#socket === socket
+    socket.addEventListener('message', (event) => routeMessage(event.data, this.#sink, current))
     socket.addEventListener('close', (event) => {
       if (this.#socket === socket) this.#onGone(event.code ?? ABNORMAL_CLOSURE, event.reason ?? '')
     })
@@ -267,35 +278,6 @@ export class HubClient {
     // listener keeps `ws` from throwing it.
     socket.addEventListener('error', noop)
     this.#openTimer = setTimeout(() => this.#drop(`no welcome within ${this.#openTimeoutMs} ms`), this.#openTimeoutMs)
-  }
-
-  #onData (data: unknown): void {
-    let frame: unknown
-    try {
-      frame = JSON.parse(typeof data === 'string' ? data : String(data))
-    } catch {
-      this.#events.emit('invalid-frame', { data, error: 'not JSON' })
-      return
-    }
-    if (frame === null || typeof frame !== 'object' || typeof (frame as { type?: unknown }).type !== 'string') {
-      this.#events.emit('invalid-frame', { data, error: 'not an object with a string type' })
-      return
-    }
-    const inbound = frame as InboundFrame
-    switch (inbound.type) {
-      case 'welcome':
-        this.#onWelcome(inbound as WelcomeFrame)
-        break
-      case 'ack':
-      case 'pong':
-        this.#pending.settle(inbound as Reply)
-        break
-      case 'error':
-        this.#pending.refuse(inbound as ErrorFrame)
-        break
-    }
-    this.#events.emit(inbound.type, inbound)
-    this.#events.emit('*', inbound)
   }
 
   #onWelcome (frame: WelcomeFrame): void {
@@ -412,27 +394,3 @@ export class HubClient {
 }
 
 function noop (): void {}
-
-/**
- * Closes a socket and resolves when it has closed, or after CLOSE_WAIT_MS,
- * when a `ws` socket is terminated (a browser's gives up on its own).
- */
-async function closeSocket (socket: WebSocketLike, code: number, reason: string): Promise<void> {
-  if (socket.readyState === CLOSED) return
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      socket.terminate?.()
-      resolve()
-    }, CLOSE_WAIT_MS)
-    socket.addEventListener('close', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    try {
-      socket.close(code, reason)
-    } catch {
-      // A code the platform refuses (only 1000 and 3000-4999 may be sent).
-      socket.close()
-    }
-  })
-}

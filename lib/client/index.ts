@@ -10,6 +10,7 @@ export { HubClientError, ClientErrorCodes, type HubClientErrorDetails } from './
 export { backoffDelay, normalizeBackoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
 export type {
   AckFrame,
+  BatchFrame,
   BroadcastFrame,
   CustomServerFrame,
   DirectFrame,

@@ -21,6 +21,8 @@ export type WelcomeFrame = ServerFrameMap['welcome']
 export type AckFrame = ServerFrameMap['ack']
 export type PongFrame = ServerFrameMap['pong']
 export type ErrorFrame = ServerFrameMap['error']
+/** Only a wrapper: the client handles its frames one by one and never emits it. */
+export type BatchFrame = ServerFrameMap['batch']
 
 /** A frame of a type the hub does not define: what a service sends with `reply`. */
 export interface CustomServerFrame {
@@ -88,4 +90,5 @@ export interface LifecycleEvents {
   '*': InboundFrame
 }
 
-export type HubClientEvents = ServerFrameMap & LifecycleEvents
+/** Server frames by type, less `batch`, whose frames arrive as events of their own. */
+export type HubClientEvents = Omit<ServerFrameMap, 'batch'> & LifecycleEvents
