@@ -12,7 +12,7 @@ import { field } from './control.js'
 import { crossInstanceScenarios, type CrossInstanceScenario } from './cross-instance.js'
 import { PAYLOAD_BYTES } from './payload.js'
 import { formatNumber, formatTable, METRIC_KEYS, metricsOf, type RunRecord } from './report.js'
-import { BASELINE, isSystemName, SYSTEM_NAMES, SYSTEMS, type SystemName } from './systems/system.js'
+import { ALL_SYSTEM_NAMES, BASELINE, isSystemName, SYSTEM_NAMES, SYSTEMS, type SystemName } from './systems/system.js'
 
 /*
  * npm run bench [-- --quick] [-- --clients 1000,5000 --systems hub,ws ...]
@@ -25,7 +25,7 @@ import { BASELINE, isSystemName, SYSTEM_NAMES, SYSTEMS, type SystemName } from '
 const USAGE = `usage: node .build/bench/run.js [options]
   --quick                a smoke run: 300 clients, fewer samples (well under a minute)
   --clients <list>       client counts, e.g. 1000,5000,10000 (env BENCH_CLIENTS)
-  --systems <list>       any of ${SYSTEM_NAMES.join(',')} (env BENCH_SYSTEMS)
+  --systems <list>       any of ${ALL_SYSTEM_NAMES.join(',')} (env BENCH_SYSTEMS)
   --concurrency <n>      handshakes in flight while connecting (default 200)
   --samples <n>          latency samples, one broadcast at a time (default 30)
   --deliveries <n>       deliveries per throughput run, divided by the client count (default 300000; 30000 with --quick)
@@ -73,7 +73,7 @@ function readConfig (): BenchConfig | null {
   const quick = values.quick
   const clients = list(values.clients ?? process.env.BENCH_CLIENTS, quick ? '300' : '1000,5000,10000').map((s) => positiveInt(s, 'clients'))
   const systems = list(values.systems ?? process.env.BENCH_SYSTEMS, SYSTEM_NAMES.join(',')).map((s) => {
-    if (!isSystemName(s)) throw new Error(`unknown system "${s}"; known: ${SYSTEM_NAMES.join(', ')}`)
+    if (!isSystemName(s)) throw new Error(`unknown system "${s}"; known: ${ALL_SYSTEM_NAMES.join(', ')}`)
     return s
   })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')

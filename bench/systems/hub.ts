@@ -3,8 +3,8 @@ import wsHub, { type BrokerOption, type RegistryOption, type WsHubOptions } from
 import type { SystemOptions, SystemUnderTest } from './system.js'
 
 export interface HubBenchOptions extends SystemOptions {
-  /** The hub's `preparedFrames` option: frames built once per message (lib/prepared-frame.ts). */
-  prepared: boolean
+  /** The hub's `preparedFrames` option (lib/connections/socket-writer.ts); unset: the hub's default. */
+  prepared?: boolean
   /** Clients connect with ?batch=1 and receive {"type":"batch"} frames. */
   batch?: boolean
 }
@@ -19,7 +19,8 @@ export async function startHub (options: HubBenchOptions): Promise<SystemUnderTe
   const limit = options.maxClients + 1_000
   // Every bench client connects from 127.0.0.1 in a burst: the per-IP slot
   // limit is raised and the per-IP handshake rate limit is off.
-  const hubOptions: WsHubOptions = { heartbeatInterval: 0, maxConnections: limit, maxConnectionsPerIp: limit, handshakeRateLimit: false, preparedFrames: options.prepared }
+  const hubOptions: WsHubOptions = { heartbeatInterval: 0, maxConnections: limit, maxConnectionsPerIp: limit, handshakeRateLimit: false }
+  if (options.prepared !== undefined) hubOptions.preparedFrames = options.prepared
   // EXTENSION POINT (cross-instance): a Redis or Kafka broker/registry, passed through as given.
   if (options.hubBroker !== undefined) hubOptions.broker = options.hubBroker as BrokerOption
   if (options.hubRegistry !== undefined) hubOptions.registry = options.hubRegistry as RegistryOption

@@ -5,14 +5,15 @@ import { CloseCodes, type OutgoingFrame } from '../protocol/frames.js'
 import { serializeFrame } from '../protocol/serialize.js'
 import type { Registry } from '../cluster/registry.js'
 import { Batcher, type BatchOptions } from './batcher.js'
-import { PreparedFrameWriter, probePreparedFrames } from './prepared-frame.js'
+import { probePreparedFrames } from './prepared-frame.js'
+import { createSocketWriter, type SocketWriter } from './socket-writer.js'
 
 export interface ConnectionManagerOptions {
   instanceId: string
   maxBufferedBytes: number
   /** Batching for clients that opt in; false: nobody batches. */
   batch?: BatchOptions | false
-  /** Build each frame once for all its recipients (lib/prepared-frame.ts). Default true. */
+  /** Build each frame once for all its recipients (lib/connections/prepared-frame.ts) instead of `socket.send`. Default false. */
   preparedFrames?: boolean
   registry: Registry
   log: FastifyBaseLogger
@@ -47,15 +48,16 @@ export class ConnectionManager {
   readonly #registry: Registry
   readonly #log: FastifyBaseLogger
   readonly #batcher: Batcher | null
-  readonly #frames: PreparedFrameWriter
+  readonly #writer: SocketWriter
 
   constructor (options: ConnectionManagerOptions) {
     this.instanceId = options.instanceId
     this.#maxBufferedBytes = options.maxBufferedBytes
     this.#registry = options.registry
     this.#log = options.log
-    this.#frames = new PreparedFrameWriter({ enabled: options.preparedFrames ?? true })
-    if (options.preparedFrames !== false && !this.#frames.enabled) {
+    const preparedFrames = options.preparedFrames ?? false
+    this.#writer = createSocketWriter({ preparedFrames })
+    if (preparedFrames && !probePreparedFrames().ok) {
       this.#log.warn({ reason: probePreparedFrames().reason }, 'ws-hub: prepared frames unavailable with this ws version, using socket.send')
     }
     const batch = options.batch ?? false
@@ -179,10 +181,7 @@ export class ConnectionManager {
       this.remove(connection)
       return false
     }
-    // Corked bytes are looked up only past the limit: the common case pays
-    // one getter, not a second map lookup per recipient.
-    const buffered = socket.bufferedAmount + connection.batchBytes
-    const unsent = buffered > this.#maxBufferedBytes ? buffered - this.#frames.corkedBytes(socket) : buffered
+    const unsent = this.#writer.unsentBytes(socket) + connection.batchBytes
     if (unsent > this.#maxBufferedBytes) {
       this.counters.slowConsumerCloses++
       this.#log.warn({ clientId: connection.id, bufferedBytes: unsent }, 'ws-hub: slow consumer closed')
@@ -200,7 +199,7 @@ export class ConnectionManager {
 
   #send (connection: Connection, data: Buffer): void {
     if (connection.closing || connection.socket.readyState !== WebSocket.OPEN) return
-    this.#frames.sendText(connection.socket, data)
+    this.#writer.write(connection.socket, data)
     this.counters.bytesOut += data.length
   }
 

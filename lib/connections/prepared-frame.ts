@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module'
 import { Duplex } from 'node:stream'
 import { WebSocket } from 'ws'
+import type { SocketWriter } from './socket-writer.js'
+import { isCorkable, TickCork, type CorkableStream } from './tick-cork.js'
 
 /*
  * Prepared text frames: a broadcast builds its WebSocket frame (header and
@@ -25,10 +27,14 @@ import { WebSocket } from 'ws'
  *   written now keeps its place and its framing. Otherwise: `socket.send`.
  * - `_sender._extensions` (private) is empty: no permessage-deflate.
  * - `websocket._socket` (private): the net.Socket `sendFrame` writes to, for
- *   the public stream calls `cork()`, `uncork()` and `writable`.
+ *   the public stream calls `cork()`, `uncork()`, `writable` and `writableLength`.
  * - `bufferedAmount` is `_socket._writableState.length + _sender._bufferedBytes`
  *   (ws/lib/websocket.js), so bytes written this way count toward
  *   slow-consumer detection exactly as `send()`'s do; the probe checks it.
+ *
+ * Of the gain, the frame built once saves the header work per recipient;
+ * the per-tick coalescing (lib/connections/tick-cork.ts), which `SendWriter`
+ * has too, saves the syscalls. See the README's benchmark section.
  */
 
 type FrameList = Buffer[]
@@ -40,15 +46,9 @@ interface SenderInternals {
   sendFrame: (list: FrameList) => void
 }
 
-interface StreamInternals {
-  cork: () => void
-  uncork: () => void
-  readonly writable: boolean
-}
-
 interface Internals {
   sender: SenderInternals
-  stream: StreamInternals
+  stream: CorkableStream
 }
 
 /** `{ ok: true }` when every internal listed above is as expected. */
@@ -86,28 +86,27 @@ const frameFunction = loadFrameFunction()
 /**
  * Writes text frames exactly as `socket.send(data, { binary: false })` would,
  * building each frame once for all the recipients of the same `data` buffer.
- * `data` must not be modified once handed over (the same holds for `send`).
  */
-export class PreparedFrameWriter {
+export class PreparedFrameWriter implements SocketWriter {
   readonly enabled: boolean
   readonly coalesce: boolean
   readonly counters: PreparedFrameCounters = { prepared: 0, fallback: 0, built: 0 }
   readonly #internals = new WeakMap<object, Internals | null>()
-  /** Streams corked this tick, with the frame bytes written to each since. */
-  readonly #corked = new Map<StreamInternals, number>()
+  readonly #cork: TickCork | null
   #lastData: Buffer | null = null
   #lastFrame: Buffer = Buffer.alloc(0)
 
   constructor (options: PreparedFrameWriterOptions = {}) {
     this.enabled = (options.enabled ?? true) && probePreparedFrames().ok
     this.coalesce = options.coalesce ?? true
+    this.#cork = this.coalesce ? new TickCork() : null
   }
 
-  sendText (socket: WebSocket, data: Buffer): void {
-    const internals = this.enabled && socket.readyState === WebSocket.OPEN ? this.#ready(socket) : null
-    if (internals === null) {
+  write (socket: WebSocket, data: Buffer): void {
+    const internals = this.enabled && socket.readyState === WebSocket.OPEN ? this.#internalsOf(socket) : null
+    if (internals === null || !ready(internals)) {
       this.counters.fallback++
-      socket.send(data, { binary: false })
+      this.#send(socket, data, internals)
       return
     }
     if (data !== this.#lastData) {
@@ -115,54 +114,50 @@ export class PreparedFrameWriter {
       this.#lastData = data
       this.counters.built++
     }
-    if (this.coalesce) {
-      const corked = this.#corked.get(internals.stream)
-      if (corked !== undefined) {
-        this.#corked.set(internals.stream, corked + this.#lastFrame.length)
-      } else {
-        if (this.#corked.size === 0) process.nextTick(this.#flush)
-        internals.stream.cork()
-        this.#corked.set(internals.stream, this.#lastFrame.length)
-      }
+    if (this.#cork !== null) {
+      this.#cork.hold(socket, internals.stream)
+      this.#cork.count(socket, this.#lastFrame.length)
     }
     internals.sender.sendFrame([this.#lastFrame])
     this.counters.prepared++
   }
 
-  /**
-   * Bytes this writer holds corked for a socket until the end of the tick.
-   * They count in `bufferedAmount` but say nothing about the client: the
-   * slow-consumer check subtracts them, or a healthy client would be cut
-   * off for a burst the server wrote within one tick.
-   */
-  corkedBytes (socket: WebSocket): number {
-    const internals = this.#internals.get(socket)
-    if (internals === undefined || internals === null) return 0
-    return this.#corked.get(internals.stream) ?? 0
+  unsentBytes (socket: WebSocket): number {
+    const buffered = socket.bufferedAmount
+    return buffered === 0 || this.#cork === null ? buffered : buffered - this.#cork.heldBytes(socket)
   }
 
   /** Uncorks now what would be uncorked at the end of the tick. */
   flush (): void {
-    this.#flush()
+    this.#cork?.release()
   }
 
-  readonly #flush = (): void => {
-    for (const stream of this.#corked.keys()) stream.uncork()
-    this.#corked.clear()
+  #send (socket: WebSocket, data: Buffer, internals: Internals | null): void {
+    // A socket corked earlier this tick keeps what send() writes corked too:
+    // counted, so unsentBytes does not charge it to the client.
+    if (internals === null || this.#cork === null || !this.#cork.isHeld(socket)) {
+      socket.send(data, { binary: false })
+      return
+    }
+    const before = internals.stream.writableLength
+    socket.send(data, { binary: false })
+    this.#cork.count(socket, internals.stream.writableLength - before)
   }
 
-  /** The socket's internals if a frame may be written to it now, else null. */
-  #ready (socket: WebSocket): Internals | null {
+  #internalsOf (socket: WebSocket): Internals | null {
     let internals = this.#internals.get(socket)
     if (internals === undefined) {
       internals = internalsOf(socket)
       this.#internals.set(socket, internals)
     }
-    if (internals === null) return null
-    const sender = internals.sender
-    const idle = sender._state === SENDER_IDLE && sender._queue.length === 0 && sender._firstFragment
-    return idle && internals.stream.writable ? internals : null
+    return internals
   }
+}
+
+/** Whether a frame may be written through the sender now, keeping its place and framing. */
+function ready (internals: Internals): boolean {
+  const sender = internals.sender
+  return sender._state === SENDER_IDLE && sender._queue.length === 0 && sender._firstFragment && internals.stream.writable
 }
 
 /** One unmasked, final text frame (header and payload in one buffer), built by ws. */
@@ -243,7 +238,7 @@ function probeSocket (): { socket: WebSocket, stream: Duplex, written: Buffer[] 
 function internalsOf (socket: object): Internals | null {
   const sender: unknown = Reflect.get(socket, '_sender')
   const stream: unknown = Reflect.get(socket, '_socket')
-  if (!isSender(sender) || !isStream(stream)) return null
+  if (!isSender(sender) || !isCorkable(stream)) return null
   // sendFrame must write to the very stream that is corked and checked.
   if (Reflect.get(sender, '_socket') !== stream) return null
   const extensions: unknown = Reflect.get(sender, '_extensions')
@@ -261,13 +256,6 @@ function isSender (value: unknown): value is SenderInternals {
 
 function isBufferList (value: unknown): value is FrameList {
   return Array.isArray(value) && value.every((part: unknown) => Buffer.isBuffer(part))
-}
-
-function isStream (value: unknown): value is StreamInternals {
-  return typeof value === 'object' && value !== null &&
-    typeof Reflect.get(value, 'cork') === 'function' &&
-    typeof Reflect.get(value, 'uncork') === 'function' &&
-    typeof Reflect.get(value, 'writable') === 'boolean'
 }
 
 /** ws's `Sender.frame` bound to the options of a final, unmasked text frame, or null. */
