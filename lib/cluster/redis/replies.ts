@@ -1,14 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ConnectionInfo } from '../../connections/connection.js'
+import type { DirectoryEntry } from '../directory.js'
+import { ClusterStateError } from '../../errors.js'
 
-/** Reading what the registry's scripts and keys hand back, and describing failures. */
-export class RegistryError extends Error {
-  override name = 'RegistryError'
-}
+/** Reading what the cluster state's scripts and keys hand back, and describing failures. */
 
 /** A script's numeric reply code. */
 export function toCode (reply: unknown): number {
-  if (typeof reply !== 'number') throw new RegistryError(`unexpected reply from Redis: ${JSON.stringify(reply)}`)
+  if (typeof reply !== 'number') throw new ClusterStateError(`unexpected reply from Redis: ${JSON.stringify(reply)}`)
   return reply
 }
 
@@ -17,26 +15,26 @@ export function describeDetail (detail: Record<string, unknown>): string {
   return parts.length === 0 ? '' : ` (${parts.join(', ')})`
 }
 
-/** A stored connection entry, or null (logged) when it is unreadable or malformed. */
-export function parseConnectionEntry (json: string, log: FastifyBaseLogger, clientId: string | undefined): ConnectionInfo | null {
+/** A stored directory entry, or null (logged) when it is unreadable or malformed. */
+export function parseEntry (json: string, log: FastifyBaseLogger, clientId: string | undefined): DirectoryEntry | null {
   let value: unknown
   try {
     value = JSON.parse(json)
   } catch (err) {
-    log.error({ err, clientId }, 'ws-hub: unreadable connection entry in the Redis registry skipped')
+    log.error({ err, clientId }, 'ws-hub: unreadable connection entry in the Redis directory skipped')
     return null
   }
-  if (!isConnectionInfo(value)) {
-    log.error({ clientId, entry: json.slice(0, 200) }, 'ws-hub: malformed connection entry in the Redis registry skipped')
+  if (!isEntry(value)) {
+    log.error({ clientId, entry: json.slice(0, 200) }, 'ws-hub: malformed connection entry in the Redis directory skipped')
     return null
   }
-  return value
+  // Only the entry's own fields: a newer writer's extra fields stay in Redis.
+  return { id: value.id, ip: value.ip, userId: value.userId, connectedAt: value.connectedAt, instanceId: value.instanceId }
 }
 
-function isConnectionInfo (value: unknown): value is ConnectionInfo {
+function isEntry (value: unknown): value is DirectoryEntry {
   if (value === null || typeof value !== 'object') return false
   const v = value as Record<string, unknown>
   return typeof v.id === 'string' && typeof v.ip === 'string' && typeof v.instanceId === 'string' &&
-    typeof v.connectedAt === 'string' && (v.userId === null || typeof v.userId === 'string') &&
-    Array.isArray(v.topics) && v.topics.every((topic) => typeof topic === 'string')
+    typeof v.connectedAt === 'string' && (v.userId === null || typeof v.userId === 'string')
 }

@@ -1,0 +1,63 @@
+/**
+ * Every key name the Redis cluster state uses, built here and nowhere else.
+ * A move to Redis Cluster is a change of this layout (wrap the prefix in a
+ * `{hash tag}` so every key lands in one slot), not of the scripts.
+ *
+ *   instances             ZSET  instanceId -> lease expiry (ms, Redis clock)
+ *   ips                   HASH  ip -> slots held cluster-wide
+ *   total                 STR   slots held cluster-wide
+ *   users                 HASH  userId -> user slots held cluster-wide
+ *   conns                 HASH  clientId -> DirectoryEntry JSON
+ *   order                 ZSET  clientId, score 0: the listing's index, in id order
+ *   inst:<id>:ips         HASH  ip -> slots held by that instance
+ *   inst:<id>:users       HASH  userId -> user slots held by that instance
+ *   inst:<id>:conns       SET   client ids held by that instance
+ *   inst:<id>:located     SET   user ids with a connection on that instance
+ *   user:<userId>         HASH  instanceId -> that user's connections there
+ */
+export interface KeyLayout {
+  /** What the per-instance and per-user keys are derived from, inside the scripts too. */
+  prefix: string
+  instances: string
+  ips: string
+  total: string
+  users: string
+  conns: string
+  order: string
+}
+
+export type FixedKey = Exclude<keyof KeyLayout, 'prefix'>
+
+export function keyLayout (prefix: string): KeyLayout {
+  return {
+    prefix,
+    instances: `${prefix}instances`,
+    ips: `${prefix}ips`,
+    total: `${prefix}total`,
+    users: `${prefix}users`,
+    conns: `${prefix}conns`,
+    order: `${prefix}order`
+  }
+}
+
+export type InstanceKeyKind = 'ips' | 'users' | 'conns' | 'located'
+
+export function instanceKey (prefix: string, instanceId: string, kind: InstanceKeyKind): string {
+  return `${prefix}inst:${instanceId}:${kind}`
+}
+
+export function userKey (prefix: string, userId: string): string {
+  return `${prefix}user:${userId}`
+}
+
+/**
+ * The same two derivations in Lua, with `P` the prefix (ARGV[1]). Keys named
+ * by an id the script only learns while running (an instance found expired
+ * during a reap, the user of a stored entry) cannot be passed as KEYS; they
+ * are derived here from the prefix, and a hash-tagged prefix keeps them in
+ * the slot of the fixed keys.
+ */
+export const LUA_KEY_FUNCTIONS = `
+local function inst_key(id, kind) return P .. 'inst:' .. id .. ':' .. kind end
+local function user_key(user) return P .. 'user:' .. user end
+`

@@ -1,0 +1,35 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ClusterState } from '../cluster-state.js'
+import type { RedisRegistryOptions } from '../../options/backend-options.js'
+import { RedisDirectory } from './redis-directory.js'
+import { RedisLimiter } from './redis-limiter.js'
+import { RedisSession } from './redis-session.js'
+
+export { DEFAULT_KEY_PREFIX, DEFAULT_LEASE_MS, MIN_LEASE_MS } from './redis-session.js'
+
+/**
+ * Cluster state in Redis, shared by every hub instance that uses the same
+ * Redis and `keyPrefix`. The limiter and the directory share one session:
+ * one connection, one lease, one repair of this instance's state (see
+ * `RedisSession`). A single Redis or Sentinel is supported; the key layout
+ * (`keys.ts`) is where a move to Redis Cluster would start.
+ *
+ * With `client`, the session works on a duplicate and never closes the
+ * client itself.
+ */
+export class RedisClusterState implements ClusterState {
+  readonly limiter: RedisLimiter
+  readonly directory: RedisDirectory
+  readonly #session: RedisSession
+
+  constructor (options: RedisRegistryOptions, log: FastifyBaseLogger) {
+    this.#session = new RedisSession(options, log)
+    this.limiter = new RedisLimiter(this.#session)
+    this.directory = new RedisDirectory(this.#session)
+  }
+
+  /** Idempotent; does not leave (see `RedisSession.close`). */
+  async close (): Promise<void> {
+    await this.#session.close()
+  }
+}

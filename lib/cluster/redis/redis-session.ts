@@ -1,0 +1,342 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { DirectoryEntry } from '../directory.js'
+import type { RedisRegistryOptions } from '../../options/backend-options.js'
+import { ClusterStateError, OptionsError } from '../../errors.js'
+import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
+import { keyLayout, type KeyLayout } from './keys.js'
+import { describeDetail, toCode } from './replies.js'
+import { INSTANCES, LEASE_LOST, LEAVE, REFRESH, SYNC, defineScripts, runScript, type Script } from './scripts.js'
+
+/** Default for `keyPrefix`. */
+export const DEFAULT_KEY_PREFIX = 'ws-hub:'
+/** Default for `leaseMs`. */
+export const DEFAULT_LEASE_MS = 15_000
+/** Below this a lease would need refreshing faster than a loaded event loop can promise. */
+export const MIN_LEASE_MS = 100
+
+export interface WriteHooks {
+  /** Runs once the write is sure to be sent after any repair, before it is sent. */
+  before?: () => void
+  /** Runs with the script's reply, before anything else can observe this instance's state. */
+  after?: (code: number) => void
+}
+
+/** This instance's own slots and connections: what Redis is repaired from. */
+export interface LocalState {
+  readonly ips: Map<string, number>
+  readonly users: Map<string, number>
+  readonly entries: Map<string, DirectoryEntry>
+}
+
+/** Takes one from a count, deleting the key at zero; false when none was held. */
+export function takeOne (counts: Map<string, number>, key: string): boolean {
+  const held = counts.get(key) ?? 0
+  if (held <= 1) counts.delete(key)
+  else counts.set(key, held - 1)
+  return held > 0
+}
+
+// Waiting on a repair only orders writes after it; its failure is reported
+// to whoever started it (the lease timer logs it).
+const ignore = (): void => {}
+
+/**
+ * One hub instance's footing in Redis, shared by its limiter and directory:
+ * the connection, the lease and the repair of this instance's state.
+ *
+ * Leases. `join` gives the instance a lease of `leaseMs`, renewed every
+ * `leaseMs / 3` by an unref'd timer; slots and connections are counted per
+ * instance. An instance that dies without `leave` (SIGKILL, a lost host)
+ * stops renewing, and its lease expires at most `leaseMs` after its last
+ * renewal. Every reservation first reaps expired instances, so their slots
+ * are available to the very next reservation after expiry: at most
+ * `leaseMs` after the crash. The rest of its state (connections, users, the
+ * counts the limiter reads) goes at the next reap, which every live
+ * instance runs each `leaseMs / 3`: at most `leaseMs + leaseMs / 3` after
+ * the crash while any instance lives. `leave` removes the instance at once.
+ *
+ * Repair. The session keeps this instance's own slots and connections in
+ * memory. Redis is brought back to that truth (one script replacing the
+ * instance's state) whenever it may differ: after a write whose outcome is
+ * unknown (Redis unreachable, timeout), after the lease lapsed (Redis
+ * restarted empty, or the process stalled for longer than `leaseMs`), and
+ * at reconnect. Until then counts may be stale, and a slot released while
+ * Redis was down is freed only once it answers again.
+ *
+ * One session serves one hub instance (the one it joined as); instance ids
+ * must be unique among live instances.
+ */
+export class RedisSession {
+  readonly keys: KeyLayout
+  readonly leaseMs: number
+  readonly local: LocalState = { ips: new Map(), users: new Map(), entries: new Map() }
+  readonly log: FastifyBaseLogger
+  readonly #source: RedisSource
+  #connecting: Promise<Redis> | null = null
+  #closing: Promise<void> | null = null
+  #instanceId: string | null = null
+  #left = false
+  #timer: NodeJS.Timeout | null = null
+  #ticking = false
+  #healthy: boolean | null = null
+  #lastError: unknown = undefined
+  #dirty = false
+  #inflight = 0
+  #drained: (() => void) | null = null
+  #syncing: Promise<void> | null = null
+
+  constructor (options: RedisRegistryOptions, log: FastifyBaseLogger) {
+    this.#source = checkSource(options, 'registry')
+    const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
+    if (!Number.isInteger(leaseMs) || leaseMs < MIN_LEASE_MS) {
+      throw new OptionsError(`fastify-ws-hub: option "registry.leaseMs" must be an integer of at least ${MIN_LEASE_MS} (got ${String(leaseMs)})`)
+    }
+    this.leaseMs = leaseMs
+    this.keys = keyLayout(options.keyPrefix ?? DEFAULT_KEY_PREFIX)
+    this.log = log
+  }
+
+  /** The joined instance, or null before `join` and after `leave`: releases and removals are then no-ops. */
+  get active (): string | null {
+    return this.#left ? null : this.#instanceId
+  }
+
+  /** The joined instance, for operations that need one. */
+  member (op: string): string {
+    if (this.#instanceId === null) throw new ClusterStateError(`${op}: call join() first; slots and connections are counted per instance`)
+    if (this.#left) throw new ClusterStateError(`${op}: instance ${this.#instanceId} has left`)
+    return this.#instanceId
+  }
+
+  /**
+   * Takes (or renews) the lease of the one instance this session serves and
+   * replaces whatever Redis held under its id (a previous process with the
+   * same id left it) with the local state.
+   */
+  async join (instanceId: string): Promise<void> {
+    if (this.#instanceId !== null && this.#instanceId !== instanceId) {
+      throw new ClusterStateError(`RedisDirectory.join: already joined as ${this.#instanceId}; one cluster state serves one hub instance (asked to join as ${instanceId})`)
+    }
+    this.#instanceId = instanceId
+    this.#left = false
+    this.#dirty = true
+    await this.repair()
+    this.#startTimer()
+  }
+
+  /**
+   * Removes an instance and everything it held at once. For this session's
+   * own instance it also stops the lease timer; later releases and removals
+   * (sockets still closing) are no-ops, as their slots are already free.
+   */
+  async leave (instanceId: string): Promise<void> {
+    if (instanceId === this.#instanceId) {
+      // Set before any await: a repair or write not yet sent sees it and
+      // stays unsent; one already sent reaches Redis before LEAVE does.
+      this.#left = true
+      this.#stopTimer()
+      this.local.ips.clear()
+      this.local.users.clear()
+      this.local.entries.clear()
+      this.#dirty = false
+    }
+    const client = await this.connection()
+    try {
+      await runScript(client, LEAVE, this.keys, [instanceId])
+    } catch (err) {
+      throw new ClusterStateError(`RedisDirectory.leave: could not remove instance ${instanceId} from ${describeSource(this.#source)}; its slots free themselves when its lease expires (within ${this.leaseMs} ms)`, { cause: err })
+    }
+  }
+
+  async instances (): Promise<string[]> {
+    const reply = await this.read('RedisDirectory.instances', {}, async (client) => runScript(client, INSTANCES, this.keys, []))
+    if (!Array.isArray(reply)) throw new ClusterStateError(`RedisDirectory.instances: unexpected reply from Redis (${typeof reply})`)
+    return reply.filter((id): id is string => typeof id === 'string')
+  }
+
+  /**
+   * Idempotent. Stops the lease timer and closes the connection the session
+   * opened; it does not leave (the hub calls `leave` first). Closing without
+   * leaving is what a crash looks like to the cluster: the slots are held
+   * until the lease expires.
+   */
+  close (): Promise<void> {
+    this.#closing ??= this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown (): Promise<void> {
+    this.#stopTimer()
+    const connecting = this.#connecting
+    if (connecting === null) return
+    let client: Redis
+    try {
+      client = await connecting
+    } catch {
+      // The caller that started this connect got its error, and the failed
+      // connection was closed then: nothing is open.
+      return
+    }
+    await closeConnection(client)
+  }
+
+  /** The connection, opened on first use. A failed first connect is retried by the next call. */
+  connection (): Promise<Redis> {
+    if (this.#closing !== null) return Promise.reject(new ClusterStateError('Redis cluster state: used after close()'))
+    this.#connecting ??= this.#open()
+    return this.#connecting
+  }
+
+  async #open (): Promise<Redis> {
+    const client = openConnection(this.#source, `ws-hub:cluster-state:${this.#instanceId ?? 'unjoined'}`)
+    defineScripts(client)
+    client.on('error', (err: unknown) => { this.#lastError = err })
+    client.on('close', () => this.#health(false, undefined))
+    client.on('ready', () => {
+      this.#health(true, undefined)
+      // Writes failed while it was away: repair now rather than at the next tick.
+      if (this.#dirty) this.#kick()
+    })
+    try {
+      await client.connect()
+      return client
+    } catch (err) {
+      this.#connecting = null
+      await closeConnection(client)
+      throw new ClusterStateError(`Redis cluster state: could not connect to ${describeSource(this.#source)}`, { cause: err })
+    }
+  }
+
+  async read<T> (op: string, detail: Record<string, unknown>, run: (client: Redis) => Promise<T>): Promise<T> {
+    const client = await this.connection()
+    try {
+      return await run(client)
+    } catch (err) {
+      throw new ClusterStateError(`${op} failed${describeDetail(detail)}`, { cause: err })
+    }
+  }
+
+  /**
+   * A write of this instance's state. `changed` says whether the write
+   * changed the local state; if so and the lease turns out lost, Redis is
+   * restored from the local state, which already includes this write.
+   */
+  async run (op: string, script: Script, args: Array<string | number>, detail: Record<string, unknown>, hooks: WriteHooks, changed: () => boolean = () => true): Promise<void> {
+    const code = await this.write(op, script, args, detail, hooks)
+    if (code === LEASE_LOST && changed()) await this.repair()
+  }
+
+  /**
+   * Sends one mutating script, ordered after any repair in progress. The
+   * local state changes in `before`, after that wait and with no await
+   * before the script is sent, so a repair's snapshot either includes a
+   * write whose script Redis runs before the repair, or neither.
+   */
+  async write (op: string, script: Script, args: Array<string | number>, detail: Record<string, unknown>, hooks: WriteHooks): Promise<number> {
+    while (this.#syncing !== null) await this.#syncing.then(ignore, ignore)
+    hooks.before?.()
+    this.#inflight++
+    try {
+      const client = await this.connection()
+      const code = toCode(await runScript(client, script, this.keys, args))
+      hooks.after?.(code)
+      return code
+    } catch (err) {
+      // Whether Redis applied it is unknown; the local state is right.
+      this.#dirty = true
+      throw new ClusterStateError(`${op} failed${describeDetail(detail)}; this instance's state is restored in Redis once it answers`, { cause: err })
+    } finally {
+      this.#inflight--
+      if (this.#inflight === 0 && this.#drained !== null) {
+        const wake = this.#drained
+        this.#drained = null
+        wake()
+      }
+    }
+  }
+
+  /** Replaces this instance's state in Redis with the local one; one at a time. */
+  repair (): Promise<void> {
+    this.#dirty = true
+    this.#syncing ??= this.#sync().finally(() => { this.#syncing = null })
+    return this.#syncing
+  }
+
+  async #sync (): Promise<void> {
+    const client = await this.connection()
+    // Writes already sent must reach Redis before the snapshot replaces them.
+    if (this.#inflight > 0) await new Promise<void>((resolve) => { this.#drained = resolve })
+    const id = this.#instanceId
+    if (id === null || this.#left || this.#closing !== null) return
+    const { ips, users, entries } = this.local
+    const snapshot = JSON.stringify({
+      ips: Object.fromEntries(ips),
+      users: Object.fromEntries(users),
+      conns: [...entries.values()].map((entry) => JSON.stringify(entry))
+    })
+    this.#dirty = false
+    try {
+      await runScript(client, SYNC, this.keys, [id, this.leaseMs, snapshot])
+    } catch (err) {
+      this.#dirty = true
+      throw new ClusterStateError(`Redis cluster state: could not restore instance ${id} (${ips.size} IPs, ${users.size} users, ${entries.size} connections) in ${describeSource(this.#source)}`, { cause: err })
+    }
+  }
+
+  #startTimer (): void {
+    if (this.#timer !== null) return
+    this.#timer = setInterval(() => this.#kick(), Math.floor(this.leaseMs / 3))
+    // The lease must not keep a process alive that has nothing else to do.
+    this.#timer.unref()
+  }
+
+  #stopTimer (): void {
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
+  }
+
+  #kick (): void {
+    this.#tick().catch((err: unknown) => {
+      this.log.error({ err, instanceId: this.#instanceId }, 'ws-hub: Redis cluster state lease renewal failed unexpectedly')
+    })
+  }
+
+  /** Renews the lease (reaping expired instances on the way), or repairs; reports failures itself. */
+  async #tick (): Promise<void> {
+    const id = this.#instanceId
+    if (this.#ticking || id === null || this.#left || this.#closing !== null) return
+    this.#ticking = true
+    try {
+      if (!this.#dirty) {
+        const client = await this.connection()
+        if (toCode(await runScript(client, REFRESH, this.keys, [id, this.leaseMs])) === 1) {
+          this.#health(true, undefined)
+          return
+        }
+        this.log.warn({ instanceId: id, leaseMs: this.leaseMs },
+          'ws-hub: this instance\'s lease in the Redis cluster state had lapsed (Redis restarted or was unreachable, or the process stalled); restoring its slots and connections')
+      }
+      await this.repair()
+      this.#health(true, undefined)
+    } catch (err) {
+      this.#health(false, err)
+    } finally {
+      this.#ticking = false
+    }
+  }
+
+  /** Logs each change of reachability once: warn with the cause, info on recovery. */
+  #health (healthy: boolean, err: unknown): void {
+    if (this.#closing !== null || healthy === this.#healthy) return
+    const first = this.#healthy === null
+    this.#healthy = healthy
+    if (healthy) {
+      this.#lastError = undefined
+      if (!first) this.log.info({ instanceId: this.#instanceId }, 'ws-hub: Redis cluster state reachable again')
+      return
+    }
+    this.log.warn({ err: err ?? this.#lastError ?? new ClusterStateError('connection to Redis closed'), instanceId: this.#instanceId, leaseMs: this.leaseMs },
+      'ws-hub: Redis cluster state unreachable; handshakes fail until it answers, then this instance\'s slots and connections are restored there')
+  }
+}
