@@ -1,7 +1,7 @@
 /**
  * Kafka going away and coming back, mid-traffic. This file starts its own
  * single-node Kafka (scripts/kafka.sh on free ports and a temporary data
- * directory) and stops and restarts that one, so the broker at
+ * directory) and stops and restarts that one, so the Kafka at
  * KAFKA_BROKERS, which other test files share, is never touched and this
  * file may run in parallel with them.
  *
@@ -10,9 +10,8 @@
  */
 import t from 'tap'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
-import { KafkaBroker } from '../lib/cluster/kafka/kafka-transport.js'
+import { KafkaTransport } from '../lib/cluster/kafka/kafka-transport.js'
 import type { Envelope } from '../lib/cluster/envelope.js'
-import { until } from './helpers.js'
 import { PrivateKafka } from './helpers/kafka-server.js'
 
 interface LogLine { level: number, msg: string, [key: string]: unknown }
@@ -24,7 +23,16 @@ function captureLog (): { log: FastifyBaseLogger, lines: LogLine[] } {
 }
 
 const frame = (n: number): string => JSON.stringify({ type: 'message', n })
-const numbers = (envelopes: Envelope[]): number[] => envelopes.map((e) => (JSON.parse(e.frame) as { n: number }).n)
+const numbers = (envelopes: Envelope[]): number[] => envelopes.map((e) => e.type === 'deliver' ? (JSON.parse(e.frame) as { n: number }).n : -1)
+
+// Not from ./helpers.js: that loads the whole hub, and this file needs only the transport.
+async function until (condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 const PUBLISH_TIMEOUT_MS = 2_000
 
 if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
@@ -41,8 +49,8 @@ if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
     const options = { type: 'kafka' as const, brokers: [`127.0.0.1:${port}`], topic: 'ws-hub-fault', publishTimeoutMs: PUBLISH_TIMEOUT_MS }
     const logA = captureLog()
     const logB = captureLog()
-    const a = new KafkaBroker(options, logA.log)
-    const b = new KafkaBroker(options, logB.log)
+    const a = new KafkaTransport(options, logA.log)
+    const b = new KafkaTransport(options, logB.log)
     t.teardown(() => Promise.all([a.close(), b.close()]))
     const atA: Envelope[] = []
     const atB: Envelope[] = []
@@ -57,7 +65,7 @@ if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
     const publishOne = (): void => {
       const k = n++
       const began = Date.now()
-      const done = a.publish({ origin: 'a', target: { kind: 'all' }, frame: frame(k) }).then(
+      const done = a.publish({ type: 'deliver', origin: 'a', target: { kind: 'all' }, frame: frame(k) }).then(
         () => { acknowledged.push(k) },
         () => { failures.push({ n: k, ms: Date.now() - began }) }
       )
@@ -72,7 +80,7 @@ if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
     await kafka.pause()
     t.comment(`${elapsed()}: Kafka stopped`)
     const stoppedAt = Date.now()
-    await until(() => a.state() === 'down' && b.state() === 'down', 15_000, 'both brokers to report down')
+    await until(() => a.state() === 'down' && b.state() === 'down', 15_000, 'both transports to report down')
     t.pass(`down ${Date.now() - stoppedAt} ms after Kafka stopped`)
     await until(() => failures.length >= 5, 15_000, 'publishes to fail while Kafka is down')
     clearInterval(traffic)
@@ -86,13 +94,13 @@ if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
     t.comment(`${elapsed()}: Kafka restarted`)
     const restartedAt = Date.now()
     // Nothing published meanwhile: recovery must not need traffic.
-    await until(() => a.state() === 'up' && b.state() === 'up', 45_000, 'both brokers to report up again')
+    await until(() => a.state() === 'up' && b.state() === 'up', 45_000, 'both transports to report up again')
     t.pass(`up ${Date.now() - restartedAt} ms after Kafka restarted`)
 
     const before = n
     for (let k = 0; k < 20; k++) {
-      await a.publish({ origin: 'a', target: { kind: 'all' }, frame: frame(before + k) })
-      await b.publish({ origin: 'b', target: { kind: 'all' }, frame: frame(before + k) })
+      await a.publish({ type: 'deliver', origin: 'a', target: { kind: 'all' }, frame: frame(before + k) })
+      await b.publish({ type: 'deliver', origin: 'b', target: { kind: 'all' }, frame: frame(before + k) })
     }
     await until(() => numbers(atB).filter((k) => k >= before).length === 20, 15_000, 'a → b after recovery')
     await until(() => numbers(atA).length === 20, 15_000, 'b → a after recovery')
@@ -106,11 +114,11 @@ if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
 
     // One log line per change, alternating, ending up.
     for (const [name, { lines }] of [['a', logA], ['b', logB]] as const) {
-      const changes = lines.filter((l) => l.msg.startsWith('ws-hub: kafka broker down') || l.msg === 'ws-hub: kafka broker up').map((l) => l.msg === 'ws-hub: kafka broker up' ? 'up' : 'down')
+      const changes = lines.filter((l) => l.msg.startsWith('ws-hub: kafka transport down') || l.msg === 'ws-hub: kafka transport up').map((l) => l.msg === 'ws-hub: kafka transport up' ? 'up' : 'down')
       t.ok(changes.length >= 3, `${name}: ${changes.join(' → ')}`)
       t.ok(changes.every((c, i) => i === 0 || c !== changes[i - 1]), `${name}: never logged the same state twice in a row`)
       t.equal(changes.at(-1), 'up')
-      t.ok(lines.filter((l) => l.msg.startsWith('ws-hub: kafka broker down')).every((l) => l.level === 40), `${name}: down is a warning`)
+      t.ok(lines.filter((l) => l.msg.startsWith('ws-hub: kafka transport down')).every((l) => l.level === 40), `${name}: down is a warning`)
     }
     await Promise.all([a.close(), b.close()])
     t.comment(`${elapsed()}: done`)

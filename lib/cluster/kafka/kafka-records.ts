@@ -1,5 +1,10 @@
-/** What the Kafka broker reads off records: headers, addressing, retry duplicates. */
+/** What the Kafka transport writes on records and reads off them: headers, addressing, retry duplicates. */
 import type { KafkaMessage } from 'kafkajs'
+
+/** The instances a record is for, as a JSON array; absent: every instance. */
+export const TO_HEADER = 'ws-hub-to'
+/** `<sender>/<sequence>`, unique per record, so a retry's second copy is recognised. */
+export const ID_HEADER = 'ws-hub-id'
 
 /**
  * Sequence numbers recently seen per sender. Memory is bounded twice: by the

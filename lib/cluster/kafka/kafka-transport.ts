@@ -1,33 +1,26 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CompressionTypes,
-  Kafka,
-  logLevel,
   Partitioners,
-  type Admin,
   type Consumer,
   type ConsumerCrashEvent,
   type ConsumerGroupJoinEvent,
   type EachBatchPayload,
-  type IHeaders,
+  type Kafka,
   type KafkaMessage,
-  type LogEntry,
-  type Message,
   type Producer
 } from 'kafkajs'
-import { decodeEnvelope, encodeEnvelope, type Envelope } from '../envelope.js'
-import type { KafkaBrokerOptions } from '../../options/hub-options.js'
+import { TransportError } from '../../errors.js'
+import { decodeEnvelope, type Envelope } from '../envelope.js'
+import type { EnvelopeHandler, Transport, TransportState } from '../transport.js'
 import { normalizeKafkaOptions, type KafkaConfig } from './kafka-options.js'
+import { KafkaPublisher, MAX_REQUEST_RECORDS, type PublishCounters } from './kafka-publisher.js'
+import { addressedTo, header, ID_HEADER, RecentIds, TO_HEADER } from './kafka-records.js'
+import { createKafka, deleteGroup, prepareTopic, RETRY_MAX_MS } from './kafka-cluster.js'
+import { asError, CLOSE_STEP_MS, message, settle, withTimeout } from './kafka-timeouts.js'
 export { KAFKA_DEFAULTS } from './kafka-options.js'
-import { addressedTo, header, RecentIds } from './kafka-records.js'
-import type { Broker, BrokerState, EnvelopeHandler, PublishOptions } from '../transport.js'
 
-// A sender has one request in flight at a time, of at most these many
-// records or bytes. Kafka refuses a record batch above max.message.bytes
-// (1 MiB by default), and a request to one partition is one batch.
-const MAX_REQUEST_RECORDS = 500
-const MAX_REQUEST_BYTES = 512 * 1024
+/** What `KafkaTransport` is built from; checked and defaulted by `normalizeKafkaOptions`. */
+export type KafkaTransportOptions = Parameters<typeof normalizeKafkaOptions>[0]
 
 // A consumer that has had no fetch answered for this long, or a publish that
 // failed this recently, makes state() 'down'. Idle fetches return every
@@ -38,30 +31,8 @@ const CHECK_INTERVAL_MS = 250
 // Our own consumer restarts (kafkajs is told never to restart by itself, so
 // retriable and fatal crashes take one path). Reset after every group join.
 const RESTART_BASE_MS = 250
-const RESTART_MAX_MS = 5_000
 
-// Each close step (consumer, producer, group deletion) gets this long, so a
-// dead cluster cannot hang fastify.close().
-const CLOSE_STEP_MS = 5_000
-
-const TO_HEADER = 'ws-hub-to'
-const ID_HEADER = 'ws-hub-id'
-
-// Records the broker refused for what they are: these say nothing about the
-// cluster's health, so they do not turn state() 'down'.
-const RECORD_ERRORS = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE'])
-
-export class KafkaBrokerError extends Error {
-  override name = 'KafkaBrokerError'
-}
-
-export interface KafkaBrokerCounters {
-  /** Envelopes Kafka acknowledged. */
-  published: number
-  /** Publishes rejected at once because `maxPendingPublishes` were waiting. */
-  publishOverflows: number
-  /** Publishes that failed or timed out. */
-  publishFailures: number
+export interface KafkaTransportCounters extends PublishCounters {
   /** Envelopes handed to the handler. */
   delivered: number
   /** Records dropped because this instance had already seen them. */
@@ -70,48 +41,42 @@ export interface KafkaBrokerCounters {
   invalid: number
 }
 
-interface Outgoing {
-  message: Message
-  bytes: number
-  resolve: () => void
-  reject: (err: Error) => void
-  timer: NodeJS.Timeout
-  /** Resolved, rejected or expired: later outcomes are ignored. */
-  done: boolean
-}
-
 /**
- * Broker over one Kafka topic. Every instance consumes every record through
- * its own consumer group and drops what is its own or addressed to others.
+ * Transport over one Kafka topic. Every instance consumes every record
+ * through its own consumer group and drops what is its own or addressed to
+ * others.
+ *
+ * Interest routing is a filter on receipt, not a route: a deliver envelope
+ * for a topic is still read by every instance, and handed over only by those
+ * that subscribed to the topic. So `subscribe` and `unsubscribe` take effect,
+ * and resolve, at once; they cost nothing, and save only the handler's work,
+ * not Kafka's or the network's.
  *
  * Delivery is at most once and never duplicated: the consumer keeps its
  * position in memory and seeks back to it whenever it rejoins its group, and
  * records carry a sender sequence number so a producer retry that Kafka wrote
  * twice is handed over once.
  *
- * Latency tuning: acks 1 by default (see `acks`). No linger: an idle broker
- * sends a publish at once; publishes made while a request is in flight go
- * together in the next one, so batching grows with load only. No
+ * Latency tuning: acks 1 by default (see `acks`). No linger: an idle
+ * transport sends a publish at once; publishes made while a request is in
+ * flight go together in the next one, so batching grows with load only. No
  * compression: frames are small and compressing costs CPU on every hop.
  * Consumer `minBytes` 1, so a fetch returns as soon as one record exists.
  * Publishes from one instance arrive in the order publish() was called.
  */
-export class KafkaBroker implements Broker {
-  readonly counters: KafkaBrokerCounters = { published: 0, publishOverflows: 0, publishFailures: 0, delivered: 0, duplicates: 0, invalid: 0 }
+export class KafkaTransport implements Transport {
+  readonly counters: KafkaTransportCounters = { published: 0, publishOverflows: 0, publishFailures: 0, delivered: 0, duplicates: 0, invalid: 0 }
   readonly #config: KafkaConfig
   readonly #log: FastifyBaseLogger
   readonly #kafka: Kafka
-  readonly #sender = randomUUID()
-  #seq = 0
   #instanceId = ''
   #groupId = ''
   #handler: EnvelopeHandler | null = null
   #producer: Producer | null = null
+  #publisher: KafkaPublisher | null = null
   #consumer: Consumer | null = null
-  /** Publishes not yet handed to kafkajs, in call order. */
-  readonly #queue: Outgoing[] = []
-  /** Publishes in the request kafkajs is sending (one request at a time). */
-  #inFlight: Outgoing[] = []
+  /** Topics whose deliver envelopes this instance hands over. */
+  readonly #topics = new Set<string>()
   /** Next offset to deliver, per partition; where a rejoining consumer seeks. */
   readonly #position = new Map<number, bigint>()
   readonly #seen = new RecentIds(2 * MAX_REQUEST_RECORDS)
@@ -123,7 +88,7 @@ export class KafkaBroker implements Broker {
   #publishFailedAt = 0
   #publishError = ''
   #crashError = ''
-  #reported: BrokerState = 'down'
+  #reported: TransportState = 'down'
   #checkTimer: NodeJS.Timeout | null = null
   #restartTimer: NodeJS.Timeout | null = null
   #restarting: Promise<void> | null = null
@@ -132,28 +97,15 @@ export class KafkaBroker implements Broker {
   #opening: Promise<void> | null = null
   #startWaiter: { partitions: Set<number>, resolve: () => void, reject: (err: Error) => void } | null = null
 
-  constructor (options: KafkaBrokerOptions, log: FastifyBaseLogger) {
+  constructor (options: KafkaTransportOptions, log: FastifyBaseLogger) {
     this.#config = normalizeKafkaOptions(options)
     this.#log = log
-    const { clientId, brokers, ssl, sasl } = this.#config
-    this.#kafka = new Kafka({
-      clientId,
-      brokers,
-      ...(ssl === undefined ? {} : { ssl }),
-      ...(sasl === undefined ? {} : { sasl }),
-      connectionTimeout: 3_000,
-      // kafkajs' default is 30 s; a broker that stops answering without
-      // closing the socket should be given up on sooner.
-      requestTimeout: 10_000,
-      retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RESTART_MAX_MS },
-      logLevel: logLevel.WARN,
-      logCreator: () => (entry) => this.#logKafkajs(entry)
-    })
+    this.#kafka = createKafka(this.#config, log, () => this.#running && this.#reported === 'down')
   }
 
   async start (instanceId: string, handler: EnvelopeHandler): Promise<void> {
-    if (this.#closing !== null) throw new KafkaBrokerError('kafka broker: start() after close()')
-    if (this.#handler !== null) throw new KafkaBrokerError('kafka broker: start() called twice')
+    if (this.#closing !== null) throw new TransportError('kafka transport: start() after close()')
+    if (this.#handler !== null) throw new TransportError('kafka transport: start() called twice')
     const { topic, startTimeoutMs } = this.#config
     this.#instanceId = instanceId
     this.#handler = handler
@@ -161,14 +113,14 @@ export class KafkaBroker implements Broker {
 
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new KafkaBrokerError(`kafka broker: start() did not finish within ${startTimeoutMs} ms${this.#crashError === '' ? '' : ` (last error: ${this.#crashError})`}`)), startTimeoutMs)
+      timer = setTimeout(() => reject(new TransportError(`kafka transport: start() did not finish within ${startTimeoutMs} ms${this.#crashError === '' ? '' : ` (last error: ${this.#crashError})`}`)), startTimeoutMs)
     })
     this.#opening = this.#open()
     try {
       await Promise.race([this.#opening, deadline])
     } catch (err) {
       await this.close()
-      throw err instanceof KafkaBrokerError ? err : new KafkaBrokerError(`kafka broker: start() failed for topic "${topic}", group "${this.#groupId}": ${message(err)}`, { cause: err })
+      throw err instanceof TransportError ? err : new TransportError(`kafka transport: start() failed for topic "${topic}", group "${this.#groupId}": ${message(err)}`, { cause: err })
     } finally {
       clearTimeout(timer)
       this.#opening = null
@@ -182,7 +134,8 @@ export class KafkaBroker implements Broker {
 
   async #open (): Promise<void> {
     const { topic, maxWaitTimeInMs } = this.#config
-    const partitions = await this.#prepareTopic()
+    const ends = await prepareTopic(this.#kafka, this.#config, this.#log)
+    for (const [partition, offset] of ends) this.#position.set(partition, offset)
     this.#throwIfClosing()
 
     const producer = this.#kafka.producer({
@@ -197,6 +150,14 @@ export class KafkaBroker implements Broker {
     this.#producer = producer
     await producer.connect()
     this.#throwIfClosing()
+    this.#publisher = new KafkaPublisher(producer, this.#config, this.counters, {
+      sent: () => { this.#publishFailedAt = 0 },
+      failed: (reason) => {
+        this.#publishFailedAt = Date.now()
+        this.#publishError = reason
+        this.#refresh()
+      }
+    }, this.#log)
 
     const consumer = this.#kafka.consumer({
       groupId: this.#groupId,
@@ -210,7 +171,7 @@ export class KafkaBroker implements Broker {
       allowAutoTopicCreation: false,
       // restartOnFailure false: every crash comes to #onCrash, which restarts
       // with our own backoff whether kafkajs thought it retriable or not.
-      retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RESTART_MAX_MS, restartOnFailure: async () => false }
+      retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RETRY_MAX_MS, restartOnFailure: async () => false }
     })
     this.#consumer = consumer
     consumer.on(consumer.events.GROUP_JOIN, (event) => this.#onJoin(event))
@@ -226,38 +187,14 @@ export class KafkaBroker implements Broker {
     this.#throwIfClosing()
 
     // Resolved by #onJoin once every partition is assigned and the seek to
-    // the offsets read in #prepareTopic is queued ahead of the first fetch.
+    // the offsets prepareTopic read is queued ahead of the first fetch.
     const joined = new Promise<void>((resolve, reject) => {
-      this.#startWaiter = { partitions: new Set(partitions), resolve, reject }
+      this.#startWaiter = { partitions: new Set(ends.keys()), resolve, reject }
     })
     // close() may reject it while run() is still joining; it is awaited below.
     joined.catch(() => {})
     await this.#run()
     await joined
-  }
-
-  /**
-   * Creates the topic if missing and records where each partition ends now.
-   * The consumer seeks there on joining, so a record published after start()
-   * resolves is always read, and nothing published before it began is.
-   */
-  async #prepareTopic (): Promise<number[]> {
-    const { topic, partitions, replicationFactor } = this.#config
-    const admin = this.#kafka.admin()
-    try {
-      await admin.connect()
-      // listTopics, not fetchTopicMetadata: asking for a missing topic's
-      // metadata auto-creates it on clusters that allow that.
-      if (!(await admin.listTopics()).includes(topic)) {
-        // false (not an error) when another instance created it first.
-        await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor }] })
-      }
-      const offsets = await admin.fetchTopicOffsets(topic)
-      for (const { partition, high } of offsets) this.#position.set(partition, BigInt(high))
-      return offsets.map(({ partition }) => partition)
-    } finally {
-      await settle(admin.disconnect(), CLOSE_STEP_MS, 'admin disconnect', this.#log)
-    }
   }
 
   async #run (): Promise<void> {
@@ -305,7 +242,7 @@ export class KafkaBroker implements Broker {
     this.#crashError = error.message
     if (this.#closing !== null) return
     this.#refresh()
-    const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** this.#restartAttempts)
+    const delay = Math.min(RETRY_MAX_MS, RESTART_BASE_MS * 2 ** this.#restartAttempts)
     this.#restartAttempts++
     // The first failure is news; the retries of a long outage are not.
     const level = this.#restartAttempts === 1 ? 'warn' : 'debug'
@@ -358,7 +295,7 @@ export class KafkaBroker implements Broker {
 
     let envelope: Envelope
     try {
-      if (record.value === null) throw new KafkaBrokerError('record has no value')
+      if (record.value === null) throw new TransportError('record has no value')
       envelope = decodeEnvelope(record.value.toString('utf8'))
     } catch (err) {
       this.counters.invalid++
@@ -371,133 +308,54 @@ export class KafkaBroker implements Broker {
       this.counters.duplicates++
       return
     }
+    if (to === undefined && envelope.type === 'deliver' && envelope.target.kind === 'topic' && !this.#topics.has(envelope.target.topic)) return
     this.counters.delivered++
     try {
       this.#handler?.(envelope)
     } catch (err) {
       // A throwing handler must not crash the consumer: kafkajs would retry
       // the batch and everyone else in it would be delivered twice.
-      this.#log.error({ err, target: envelope.target, origin: envelope.origin }, 'ws-hub: envelope handler threw')
+      this.#log.error({ err, type: envelope.type, origin: envelope.origin }, 'ws-hub: envelope handler threw')
     }
   }
 
-  async publish (envelope: Envelope, options: PublishOptions = {}): Promise<void> {
-    if (this.#producer === null || !this.#running || this.#closing !== null) {
-      throw new KafkaBrokerError('kafka broker: publish() before start() finished or after close()')
+  async publish (envelope: Envelope, to?: readonly string[]): Promise<void> {
+    const publisher = this.#publisher
+    if (publisher === null || !this.#running || this.#closing !== null) {
+      throw new TransportError('kafka transport: publish() before start() finished or after close()')
     }
-    if (options.instances !== undefined && options.instances.length === 0) return
-    const { publishTimeoutMs, maxPendingPublishes } = this.#config
-    const pending = this.#queue.length + this.#inFlight.length
-    if (pending >= maxPendingPublishes) {
-      this.counters.publishOverflows++
-      throw new KafkaBrokerError(`kafka broker: ${pending} publishes already waiting for Kafka (maxPendingPublishes ${maxPendingPublishes}); envelope dropped`)
+    await publisher.publish(envelope, to)
+  }
+
+  /** Resolves at once: interest is checked on receipt (see the class comment). */
+  async subscribe (topic: string): Promise<void> {
+    if (!this.#running || this.#closing !== null) {
+      throw new TransportError('kafka transport: subscribe() before start() finished or after close()')
     }
-    this.#seq++
-    const headers: IHeaders = { [ID_HEADER]: `${this.#sender}/${this.#seq}` }
-    if (options.instances !== undefined) headers[TO_HEADER] = JSON.stringify(options.instances)
-    const value = encodeEnvelope(envelope)
-    await new Promise<void>((resolve, reject) => {
-      const item: Outgoing = {
-        // Keyed by origin: with several partitions, one origin's envelopes
-        // share a partition and keep their order.
-        message: { key: envelope.origin, value, headers },
-        bytes: Buffer.byteLength(value),
-        resolve,
-        reject,
-        done: false,
-        timer: setTimeout(() => this.#expire(item), publishTimeoutMs)
-      }
-      this.#queue.push(item)
-      this.#flush()
-    })
+    this.#topics.add(topic)
   }
 
-  /**
-   * Sends what is queued as one request, unless a request is in flight: then
-   * the queue waits for it. One request at a time keeps publish order (a
-   * retried request cannot be overtaken) and batches under load without a
-   * linger delay when idle.
-   */
-  #flush (): void {
-    const producer = this.#producer
-    if (this.#inFlight.length > 0 || this.#queue.length === 0 || producer === null) return
-    let bytes = 0
-    let count = 0
-    for (const item of this.#queue) {
-      if (count === MAX_REQUEST_RECORDS || (count > 0 && bytes + item.bytes > MAX_REQUEST_BYTES)) break
-      bytes += item.bytes
-      count++
-    }
-    const batch = this.#queue.splice(0, count)
-    this.#inFlight = batch
-    const { topic, acks, publishTimeoutMs } = this.#config
-    // timeout: how long the leader may wait for replicas under acks -1; no
-    // point waiting longer than the publishes in the request are waited for.
-    producer.send({ topic, acks, timeout: publishTimeoutMs, compression: CompressionTypes.None, messages: batch.map((item) => item.message) }).then(
-      () => {
-        this.#publishFailedAt = 0
-        this.#settle(batch, null)
-      },
-      (err: unknown) => {
-        this.#publishFailed(err)
-        this.#settle(batch, new KafkaBrokerError(`kafka broker: publish to topic "${topic}" failed: ${message(err)}`, { cause: err }))
-      }
-    ).finally(() => {
-      // Counted until kafkajs settles, not when a publish times out: a
-      // request still being retried holds its buffers.
-      this.#inFlight = []
-      if (this.#closing === null) this.#flush()
-    }).catch((err: unknown) => this.#log.error({ err }, 'ws-hub: kafka publish bookkeeping failed'))
+  async unsubscribe (topic: string): Promise<void> {
+    this.#topics.delete(topic)
   }
 
-  /** A publish nobody acknowledged in time: rejected, and dropped if not yet sent. */
-  #expire (item: Outgoing): void {
-    const index = this.#queue.indexOf(item)
-    if (index !== -1) this.#queue.splice(index, 1)
-    const error = new KafkaBrokerError(`kafka broker: publish to topic "${this.#config.topic}" not acknowledged within ${this.#config.publishTimeoutMs} ms`)
-    this.#publishFailed(error)
-    this.#settle([item], error)
-  }
-
-  #publishFailed (err: unknown): void {
-    if (isRecordError(err)) return
-    this.#publishFailedAt = Date.now()
-    this.#publishError = message(err)
-    this.#refresh()
-  }
-
-  #settle (items: Outgoing[], error: Error | null): void {
-    for (const item of items) {
-      if (item.done) continue
-      item.done = true
-      clearTimeout(item.timer)
-      if (error === null) {
-        this.counters.published++
-        item.resolve()
-      } else {
-        this.counters.publishFailures++
-        item.reject(error)
-      }
-    }
-  }
-
-  state (): BrokerState {
+  state (): TransportState {
     return this.#refresh()
   }
 
   /** Evaluates the state and logs it when it changed. */
-  #refresh (): BrokerState {
+  #refresh (): TransportState {
     const { state, reason } = this.#evaluate()
     if (this.#closing === null && state !== this.#reported) {
       this.#reported = state
       const context = { topic: this.#config.topic, groupId: this.#groupId }
-      if (state === 'down') this.#log.warn({ ...context, reason }, 'ws-hub: kafka broker down; envelopes to and from other instances are lost until it recovers')
-      else this.#log.info(context, 'ws-hub: kafka broker up')
+      if (state === 'down') this.#log.warn({ ...context, reason }, 'ws-hub: kafka transport down; envelopes to and from other instances are lost until it recovers')
+      else this.#log.info(context, 'ws-hub: kafka transport up')
     }
     return state
   }
 
-  #evaluate (): { state: BrokerState, reason: string } {
+  #evaluate (): { state: TransportState, reason: string } {
     if (!this.#running || this.#closing !== null) return { state: 'down', reason: 'not started or closed' }
     if (!this.#joined) return { state: 'down', reason: this.#crashError === '' ? 'consumer is joining its group' : `consumer crashed: ${this.#crashError}` }
     const now = Date.now()
@@ -521,7 +379,7 @@ export class KafkaBroker implements Broker {
     this.#restartTimer = null
     const waiter = this.#startWaiter
     this.#startWaiter = null
-    waiter?.reject(new KafkaBrokerError('kafka broker: closed before start() finished'))
+    waiter?.reject(new TransportError('kafka transport: closed before start() finished'))
     const log = this.#log
     // Let a start() in progress stop at its next step before releasing what
     // it opened. Its error goes to start()'s caller, so it is not logged here.
@@ -532,84 +390,19 @@ export class KafkaBroker implements Broker {
     if (this.#consumer !== null) await settle(this.#consumer.disconnect(), CLOSE_STEP_MS, 'consumer disconnect', log)
     // Queued publishes were never sent; the request in flight gets until the
     // producer has disconnected to be acknowledged.
-    const closed = new KafkaBrokerError('kafka broker: closed before the publish was acknowledged')
-    this.#settle(this.#queue.splice(0), closed)
+    const closed = new TransportError('kafka transport: closed before the publish was acknowledged')
+    this.#publisher?.stop(closed)
     if (this.#producer !== null) await settle(this.#producer.disconnect(), CLOSE_STEP_MS, 'producer disconnect', log)
-    this.#settle(this.#inFlight, closed)
-    if (this.#groupJoined) await this.#deleteGroup()
+    this.#publisher?.abandon(closed)
+    if (this.#groupJoined) await deleteGroup(this.#kafka, this.#groupId, log)
     this.#consumer = null
     this.#producer = null
+    this.#topics.clear()
     this.#handler = null
-    if (wasRunning) log.info({ topic: this.#config.topic, groupId: this.#groupId }, 'ws-hub: kafka broker closed')
-  }
-
-  /** Best effort: a group left behind expires with offsets.retention.minutes. */
-  async #deleteGroup (): Promise<void> {
-    const admin: Admin = this.#kafka.admin({ retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 } })
-    const work = (async () => {
-      await admin.connect()
-      await admin.deleteGroups([this.#groupId])
-    })()
-    try {
-      await withTimeout(work, CLOSE_STEP_MS, 'delete consumer group')
-    } catch (err) {
-      this.#log.warn({ err, groupId: this.#groupId }, 'ws-hub: could not delete the kafka consumer group; it expires with offsets.retention.minutes')
-    } finally {
-      await settle(admin.disconnect(), CLOSE_STEP_MS, 'admin disconnect', this.#log)
-    }
-  }
-
-  // kafkajs reports its own retries at ERROR even when they succeed (a topic
-  // another instance created first, a coordinator still loading). What really
-  // failed reaches this broker as a rejection or a CRASH and is logged here
-  // with context, so kafkajs' lines are context: warn, never stdout. Once an
-  // outage has been reported, its every reconnect attempt drops to debug.
-  #logKafkajs (entry: LogEntry): void {
-    const { message: text, timestamp: _timestamp, logger: _logger, ...extra } = entry.log
-    const level = this.#running && this.#reported === 'down' ? 'debug' : 'warn'
-    this.#log[level]({ kafkajs: entry.namespace, ...extra }, `ws-hub: kafkajs: ${String(text)}`)
+    if (wasRunning) log.info({ topic: this.#config.topic, groupId: this.#groupId }, 'ws-hub: kafka transport closed')
   }
 
   #throwIfClosing (): void {
-    if (this.#closing !== null) throw new KafkaBrokerError('kafka broker: closed before start() finished')
-  }
-}
-
-function isRecordError (err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    const type = (e as Error & { type?: unknown }).type
-    if (typeof type === 'string' && RECORD_ERRORS.has(type)) return true
-  }
-  return false
-}
-
-function message (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
-
-function asError (err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err))
-}
-
-async function withTimeout<T> (work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new KafkaBrokerError(`${what} took longer than ${ms} ms`)), ms)
-  })
-  // Whichever loses the race must not become an unhandled rejection.
-  work.catch(() => {})
-  try {
-    return await Promise.race([work, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Awaits a cleanup step within a bound; a failure is logged, not thrown. */
-async function settle (work: Promise<unknown>, ms: number, what: string, log: FastifyBaseLogger): Promise<void> {
-  try {
-    await withTimeout(work, ms, what)
-  } catch (err) {
-    log.warn({ err }, `ws-hub: kafka ${what} failed`)
+    if (this.#closing !== null) throw new TransportError('kafka transport: closed before start() finished')
   }
 }

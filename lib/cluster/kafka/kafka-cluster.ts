@@ -1,0 +1,77 @@
+/** What the Kafka transport asks of the cluster itself: a client, its topic, and its group's removal. */
+import type { FastifyBaseLogger } from 'fastify'
+import { Kafka, logLevel, type LogEntry } from 'kafkajs'
+import type { KafkaConfig } from './kafka-options.js'
+import { CLOSE_STEP_MS, settle, withTimeout } from './kafka-timeouts.js'
+
+/** Longest wait between kafkajs' own retries, and between our consumer restarts. */
+export const RETRY_MAX_MS = 5_000
+
+/**
+ * A kafkajs client logging through the hub's logger. `quiet()` true drops
+ * kafkajs' lines to debug: once an outage has been reported, its every
+ * reconnect attempt is not news.
+ */
+export function createKafka (config: KafkaConfig, log: FastifyBaseLogger, quiet: () => boolean): Kafka {
+  const { clientId, brokers, ssl, sasl } = config
+  // kafkajs reports its own retries at ERROR even when they succeed (a topic
+  // another instance created first, a coordinator still loading). What really
+  // failed reaches the transport as a rejection or a CRASH and is logged
+  // there with context, so kafkajs' lines are context: warn, never stdout.
+  const write = (entry: LogEntry): void => {
+    const { message: text, timestamp: _timestamp, logger: _logger, ...extra } = entry.log
+    log[quiet() ? 'debug' : 'warn']({ kafkajs: entry.namespace, ...extra }, `ws-hub: kafkajs: ${String(text)}`)
+  }
+  return new Kafka({
+    clientId,
+    brokers,
+    ...(ssl === undefined ? {} : { ssl }),
+    ...(sasl === undefined ? {} : { sasl }),
+    connectionTimeout: 3_000,
+    // kafkajs' default is 30 s; a broker that stops answering without
+    // closing the socket should be given up on sooner.
+    requestTimeout: 10_000,
+    retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RETRY_MAX_MS },
+    logLevel: logLevel.WARN,
+    logCreator: () => write
+  })
+}
+
+/**
+ * Creates the topic if missing and returns where each partition ends now.
+ * The consumer seeks there on joining, so a record published after start()
+ * resolves is always read, and nothing published before it began is.
+ */
+export async function prepareTopic (kafka: Kafka, config: KafkaConfig, log: FastifyBaseLogger): Promise<Map<number, bigint>> {
+  const { topic, partitions, replicationFactor } = config
+  const admin = kafka.admin()
+  try {
+    await admin.connect()
+    // listTopics, not fetchTopicMetadata: asking for a missing topic's
+    // metadata auto-creates it on clusters that allow that.
+    if (!(await admin.listTopics()).includes(topic)) {
+      // false (not an error) when another instance created it first.
+      await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor }] })
+    }
+    const offsets = await admin.fetchTopicOffsets(topic)
+    return new Map(offsets.map(({ partition, high }) => [partition, BigInt(high)]))
+  } finally {
+    await settle(admin.disconnect(), CLOSE_STEP_MS, 'admin disconnect', log)
+  }
+}
+
+/** Best effort: a group left behind expires with offsets.retention.minutes. */
+export async function deleteGroup (kafka: Kafka, groupId: string, log: FastifyBaseLogger): Promise<void> {
+  const admin = kafka.admin({ retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 } })
+  const work = (async () => {
+    await admin.connect()
+    await admin.deleteGroups([groupId])
+  })()
+  try {
+    await withTimeout(work, CLOSE_STEP_MS, 'delete consumer group')
+  } catch (err) {
+    log.warn({ err, groupId }, 'ws-hub: could not delete the kafka consumer group; it expires with offsets.retention.minutes')
+  } finally {
+    await settle(admin.disconnect(), CLOSE_STEP_MS, 'admin disconnect', log)
+  }
+}
