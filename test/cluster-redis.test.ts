@@ -54,7 +54,7 @@ if (url !== null) {
     bob.send({ type: 'direct', target: alice.clientId, message: 'psst', id: 2 })
     t.match(await alice.next('direct'), { from: bob.clientId, message: 'psst' })
     t.equal((await bob.next('ack')).id, 2)
-    t.ok(await aliceOnB.nothing('direct'), 'a direct message reaches only its target')
+    t.ok(await aliceOnB.nothingBefore('direct'), 'a direct message reaches only its target')
 
     bob.send({ type: 'direct', user: 'alice', message: 'to every alice', id: 3 })
     t.match(await alice.next('direct'), { user: 'alice', message: 'to every alice' })
@@ -68,7 +68,7 @@ if (url !== null) {
     const published = await post(b.url, '/api/topics/prices/publish', { message: { p: 1 } })
     t.same(await published.json(), { recipients: 0, remoteInstances: 1 }, 'one other instance took part')
     t.match(await alice.next('publish'), { topic: 'prices', from: 'server', message: { p: 1 } })
-    t.ok(await bob.nothing('publish'))
+    t.ok(await bob.nothingBefore('publish'))
 
     const toUser = await post(a.url, '/api/users/alice/send', { message: 'rest to alice' })
     t.same(await toUser.json(), { recipients: 1, remoteInstances: 1 })
@@ -77,7 +77,7 @@ if (url !== null) {
     const toClient = await post(a.url, `/api/connections/${bob.clientId}/send`, { message: 'rest to bob' })
     t.same(await toClient.json(), { recipients: 0, remoteInstances: 1 })
     t.match(await bob.next('direct'), { from: 'server', message: 'rest to bob' })
-    t.ok(await alice.nothing('server-broadcast'), 'nothing duplicated or stray')
+    t.ok(await alice.nothingBefore('server-broadcast'), 'nothing duplicated or stray')
   })
 
   t.test('listing, closing and per-IP limits are cluster-wide', async (t) => {

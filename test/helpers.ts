@@ -28,6 +28,9 @@ export async function build (t: Tap, options: WsHubOptions = {}, server: Fastify
 
 export type Frame = Record<string, unknown> & { type: string }
 
+/** Numbers the default sentinel pings, so each waits for its own pong. */
+let sentinels = 0
+
 /** A ws client that queues every frame so tests can await them in order. */
 export class TestClient {
   readonly socket: WebSocket
@@ -64,25 +67,50 @@ export class TestClient {
 
   /** The next frame (of a type, if given), skipping others of other types. */
   async next (type?: string, timeoutMs = 5000): Promise<Frame> {
+    const index = await this.#waitFor((f) => type === undefined || f.type === type, type ?? 'frame', timeoutMs)
+    return this.frames.splice(index, 1)[0] as Frame
+  }
+
+  /**
+   * Whether no frame of `type` arrived before the sentinel's answer. After
+   * the action that must not produce a frame, `sentinel` makes the server
+   * send this client something it will receive (by default a ping, answered
+   * by its pong). A socket delivers in order, so once the answer is here
+   * nothing sent earlier can still be in flight: no fixed sleep, which a
+   * busy machine turns into a lie. A string `answer` matches the first new
+   * frame of that type; a predicate picks the answer among new frames.
+   */
+  async nothingBefore (type: string, sentinel?: () => Promise<void> | void, answer: string | ((frame: Frame) => boolean) = 'pong'): Promise<boolean> {
+    const earlier = new Set(this.frames)
+    let isAnswer = typeof answer === 'string' ? (f: Frame) => f.type === answer : answer
+    if (sentinel === undefined) {
+      const id = `sentinel-${++sentinels}`
+      this.send({ type: 'ping', id })
+      isAnswer = (f) => f.type === 'pong' && f.id === id
+    } else {
+      await sentinel()
+    }
+    const index = await this.#waitFor((f) => !earlier.has(f) && isAnswer(f), 'answer to the sentinel', 5000)
+    const before = this.frames.slice(0, index)
+    this.frames.splice(index, 1)
+    return !before.some((f) => f.type === type)
+  }
+
+  /** The index of the first queued frame that matches, once there is one. */
+  async #waitFor (matches: (frame: Frame) => boolean, what: string, timeoutMs: number): Promise<number> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      const index = this.frames.findIndex((f) => type === undefined || f.type === type)
-      if (index !== -1) return this.frames.splice(index, 1)[0] as Frame
+      const index = this.frames.findIndex(matches)
+      if (index !== -1) return index
       const left = deadline - Date.now()
       if (left <= 0 || this.socket.readyState === WebSocket.CLOSED) {
-        throw new Error(`no ${type ?? 'frame'} within ${timeoutMs} ms; have ${JSON.stringify(this.frames)}`)
+        throw new Error(`no ${what} within ${timeoutMs} ms; have ${JSON.stringify(this.frames)}`)
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left)
         this.#waiters.push(() => { clearTimeout(timer); resolve() })
       })
     }
-  }
-
-  /** Asserts nothing of a type arrives within a short window. */
-  async nothing (type: string, windowMs = 150): Promise<boolean> {
-    await new Promise((resolve) => setTimeout(resolve, windowMs))
-    return !this.frames.some((f) => f.type === type)
   }
 
   close (): void {

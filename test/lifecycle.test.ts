@@ -30,16 +30,23 @@ t.test('a slow consumer is cut off with 4008 and the others keep receiving', asy
 })
 
 t.test('heartbeat terminates a client that stops answering pings', async (t) => {
-  const { wsUrl, app } = await build(t, { heartbeatInterval: 40 })
+  // Counted, not timed: each tick pings every live socket, so a client's
+  // ping count is the number of ticks it lived through. The interval stays
+  // well above an event-loop stall on a busy machine, which would otherwise
+  // make a healthy pong miss its tick.
+  const { wsUrl, app } = await build(t, { heartbeatInterval: 200 })
+  const healthy = await connect(wsUrl)
+  let pings = 0
+  healthy.socket.on('ping', () => { pings++ })
   const mute = new TestClient(wsUrl, { autoPong: false })
   await mute.ready()
-  const healthy = await connect(wsUrl)
   const closed = await mute.closed
   t.equal(closed.code, 1006, 'terminated, not closed politely')
   t.equal(app.connectionManager.get(mute.clientId), undefined)
   t.ok(app.wsHub.stats().heartbeatTerminations >= 1)
-  await new Promise((resolve) => setTimeout(resolve, 150))
+  await until(() => pings >= 4, 10_000, 'four pings to the healthy client')
   t.ok(app.connectionManager.get(healthy.clientId), 'a client that pongs survives several intervals')
+  t.equal(healthy.socket.readyState, WebSocket.OPEN)
 })
 
 t.test('heartbeatInterval 0 disables pings', async (t) => {
@@ -48,9 +55,16 @@ t.test('heartbeatInterval 0 disables pings', async (t) => {
   await mute.ready()
   let pinged = false
   mute.socket.on('ping', () => { pinged = true })
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  // A hub with pings on is the clock: by its third ping, the first hub
+  // would have pinged (and cut) the mute client too, however busy the machine.
+  const reference = await build(t, { heartbeatInterval: 20 })
+  const witness = await connect(reference.wsUrl)
+  let witnessed = 0
+  witness.socket.on('ping', () => { witnessed++ })
+  await until(() => witnessed >= 3, 10_000, 'three pings from the reference hub')
   t.equal(pinged, false)
   t.ok(app.connectionManager.get(mute.clientId))
+  t.ok(await mute.nothingBefore('error'), 'and it is still served')
 })
 
 t.test('fastify.close() sends 1001 to every client and does not hang', async (t) => {

@@ -33,8 +33,8 @@ t.test('direct reaches only its target', async (t) => {
   t.equal(got.from, a.clientId)
   t.equal(got.message, 'psst')
   t.same((await a.next('ack')).id, 'd1')
-  t.ok(await c.nothing('direct'), 'a bystander gets nothing')
-  t.ok(await a.nothing('direct'), 'the sender gets nothing')
+  t.ok(await c.nothingBefore('direct'), 'a bystander gets nothing')
+  t.ok(await a.nothingBefore('direct'), 'the sender gets nothing')
 })
 
 t.test('direct to an unknown target answers unknown_target with the id', async (t) => {
@@ -45,7 +45,7 @@ t.test('direct to an unknown target answers unknown_target with the id', async (
   t.equal(error.code, 'unknown_target')
   t.equal(error.id, 9)
   t.match(error.message, /nobody/)
-  t.ok(await a.nothing('ack'), 'no ack for a failed message')
+  t.ok(await a.nothingBefore('ack'), 'no ack for a failed message')
 })
 
 t.test('subscribe, publish, unsubscribe', async (t) => {
@@ -58,15 +58,15 @@ t.test('subscribe, publish, unsubscribe', async (t) => {
   const got = await sub.next('publish')
   t.same({ topic: got.topic, from: got.from, message: got.message }, { topic: 'prices', from: pub.clientId, message: { p: 1 } })
   t.equal((await pub.next('ack')).id, 'p1')
-  t.ok(await other.nothing('publish'), 'non-subscribers get nothing')
-  t.ok(await pub.nothing('publish'), 'the publisher is not subscribed')
+  t.ok(await other.nothingBefore('publish'), 'non-subscribers get nothing')
+  t.ok(await pub.nothingBefore('publish'), 'the publisher is not subscribed')
 
   sub.send({ type: 'unsubscribe', topic: 'prices', id: 'u' })
   await sub.next('ack')
   t.same(app.connectionManager.info(sub.clientId)?.topics, [])
   pub.send({ type: 'publish', topic: 'prices', message: 2 })
   await pub.next('ack').catch(() => {})
-  t.ok(await sub.nothing('publish'), 'nothing after unsubscribe')
+  t.ok(await sub.nothingBefore('publish'), 'nothing after unsubscribe')
 })
 
 t.test('ping answers pong, carrying the id', async (t) => {
@@ -76,7 +76,7 @@ t.test('ping answers pong, carrying the id', async (t) => {
   t.notOk((await a.next('pong')).id)
   a.send({ type: 'ping', id: 'x' })
   t.equal((await a.next('pong')).id, 'x')
-  t.ok(await a.nothing('ack'), 'pong is the answer; no extra ack')
+  t.ok(await a.nothingBefore('ack'), 'pong is the answer; no extra ack')
 })
 
 t.test('bad input is answered with error frames and never closes the socket', async (t) => {
@@ -132,7 +132,7 @@ t.test('announce is off by default', async (t) => {
   const { wsUrl } = await build(t)
   const a = await connect(wsUrl)
   await connect(wsUrl)
-  t.ok(await a.nothing('system'))
+  t.ok(await a.nothingBefore('system'))
 })
 
 t.test('echo option returns the message to the sender', async (t) => {
@@ -148,7 +148,7 @@ t.test('echo is off by default', async (t) => {
   const a = await connect(wsUrl)
   a.send({ type: 'broadcast', message: 1 })
   await a.next('message')
-  t.ok(await a.nothing('echo'))
+  t.ok(await a.nothingBefore('echo'))
 })
 
 t.test('a closed client is unregistered and its topics forgotten', async (t) => {
