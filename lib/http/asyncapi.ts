@@ -103,7 +103,7 @@ const CORRELATION = {
   description: 'A client frame\'s optional `id`, echoed by its `ack`, `pong` or `error`.'
 }
 
-const packageJson = createRequire(import.meta.url)('../package.json') as { version: string }
+const packageJson = createRequire(import.meta.url)('../../package.json') as { version: string }
 
 function defaultDescription (path: string, protocols: readonly string[]): string {
   const closeCodes = Object.entries(CloseCodes).map(([name, code]) => `\`${code}\` ${name}`).join(', ')
