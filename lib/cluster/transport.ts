@@ -2,29 +2,35 @@ import type { Envelope } from './envelope.js'
 
 export type EnvelopeHandler = (envelope: Envelope) => void
 
-export type BrokerState = 'up' | 'down'
-
-export interface PublishOptions {
-  /**
-   * Deliver only to these instances (a direct or user message whose holders
-   * the registry knows). Omitted: every instance.
-   */
-  instances?: string[]
-}
+export type TransportState = 'up' | 'down'
 
 /**
- * Transport between hub instances. Delivery is at most once: an envelope
- * published while the backend is unreachable may be lost, never duplicated.
+ * Carries envelopes between hub instances. Delivery is at most once: an
+ * envelope published while the backend is unreachable may be lost, never
+ * duplicated.
  *
- * A broker never imports the hub; it calls back through the handler given
- * to `start`. Envelopes whose origin is `instanceId` are not handed back.
+ * Routing. `publish(envelope, to)` with `to` reaches exactly those
+ * instances. Without `to`, a `deliver` envelope for a topic reaches only the
+ * instances that subscribed to that topic (interest routing: the hub
+ * subscribes when a topic's first local subscriber arrives and unsubscribes
+ * when the last leaves); every other envelope reaches every instance.
+ *
+ * A transport never imports the hub; it calls back through the handler
+ * given to `start`, and never hands an instance its own envelopes.
  */
-export interface Broker {
-  /** Resolves once the backend has confirmed the subscription. */
-  start: (instanceId: string, handler: EnvelopeHandler) => Promise<void>
-  /** Resolves once the backend accepted the envelope (or it was dropped and counted). */
-  publish: (envelope: Envelope, options?: PublishOptions) => Promise<void>
-  state: () => BrokerState
-  /** Idempotent. Closes only what the broker itself opened. */
+export interface Transport {
+  /** Resolves once the backend confirmed this instance's own routes. */
+  start: (instanceId: string, onEnvelope: EnvelopeHandler) => Promise<void>
+  /** Resolves once the backend accepted the envelope; rejects (with a coded error) when it did not. */
+  publish: (envelope: Envelope, to?: readonly string[]) => Promise<void>
+  /**
+   * Resolves only once the backend confirmed the subscription, so a publish
+   * made after it resolves reaches this instance. The interest is kept while
+   * the backend is down and restored when it returns, even if this rejects.
+   */
+  subscribe: (topic: string) => Promise<void>
+  unsubscribe: (topic: string) => Promise<void>
+  state: () => TransportState
+  /** Idempotent. Closes only what the transport itself opened. */
   close: () => Promise<void>
 }

@@ -1,0 +1,14 @@
+import type { Directory } from './directory.js'
+import type { Limiter } from './limiter.js'
+
+/**
+ * What one `registry` option builds: a limiter and a directory that share
+ * one backend (and so one lease per instance), and the close of whatever
+ * that backend opened.
+ */
+export interface ClusterState {
+  limiter: Limiter
+  directory: Directory
+  /** Idempotent. Closes only what the backend itself opened. */
+  close: () => Promise<void>
+}
