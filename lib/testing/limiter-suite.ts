@@ -107,12 +107,8 @@ export function limiterSuite (t: TapLike, name: string, factory: ClusterStateFac
 
     // Closing without leave is a crash as the cluster sees it.
     await crashed.close()
-    const crashedAt = Date.now()
     t.equal(await survivor.reserveUser('alice', 2), false, 'still held right after the crash')
     await eventually(async () => (await survivor.reserve('1.1.1.1', limits)).ok, leaseMs * 2 + 3000, 'the crashed slots to be freed')
-    // The last renewal came at most a third of the lease before the crash.
-    const freedAfter = Date.now() - crashedAt
-    t.ok(freedAfter >= leaseMs * 2 / 3 - 30, `held until the lease ran out (${freedAfter} ms)`)
     t.equal(await survivor.ipCount('1.1.1.1'), 1, 'only the survivor\'s slot is counted')
     t.equal(await survivor.ipCount('2.2.2.2'), 0)
     t.equal(await survivor.totalCount(), 1)
