@@ -13,7 +13,7 @@ export interface ConnectionManagerOptions {
   maxBufferedBytes: number
   /** Batching for clients that opt in; false: nobody batches. */
   batch?: BatchOptions | false
-  /** Build each frame once for all its recipients (lib/connections/prepared-frame.ts) instead of `socket.send`. Default false. */
+  /** Build each frame once for all its recipients (lib/connections/prepared-frame.ts) instead of `socket.send`. Default true (see the README's benchmark section). */
   preparedFrames?: boolean
   registry: Registry
   log: FastifyBaseLogger
@@ -55,7 +55,7 @@ export class ConnectionManager {
     this.#maxBufferedBytes = options.maxBufferedBytes
     this.#registry = options.registry
     this.#log = options.log
-    const preparedFrames = options.preparedFrames ?? false
+    const preparedFrames = options.preparedFrames ?? true
     this.#writer = createSocketWriter({ preparedFrames })
     if (preparedFrames && !probePreparedFrames().ok) {
       this.#log.warn({ reason: probePreparedFrames().reason }, 'ws-hub: prepared frames unavailable with this ws version, using socket.send')
