@@ -1,9 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Broker } from './transport.js'
-import { MemoryBroker } from './memory/memory-transport.js'
-import type { Registry } from './registry.js'
-import { MemoryRegistry } from './memory/memory-registry.js'
-import { OptionsError, type BrokerOption, type RegistryOption } from '../options/hub-options.js'
+import type { Transport } from './transport.js'
+import type { ClusterState } from './cluster-state.js'
+import { MemoryTransport } from './memory/memory-transport.js'
+import { createMemoryClusterState } from './memory/memory-cluster-state.js'
+import { MissingPackageError, OptionsError } from '../errors.js'
+import type { BrokerOption, RegistryOption } from '../options/backend-options.js'
 
 export interface Owned<T> {
   value: T
@@ -15,38 +16,57 @@ export interface Owned<T> {
 }
 
 /**
- * Builds the broker the options name. Network backends are imported lazily so
- * an in-memory hub never loads ioredis or kafkajs.
+ * Loads a backend module whose npm package is an optional peer dependency,
+ * so a memory-only hub installs and loads neither ioredis nor kafkajs.
  */
-export async function createBroker (option: BrokerOption, log: FastifyBaseLogger): Promise<Owned<Broker | null>> {
+export async function loadBackend<T> (pkg: string, option: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load()
+  } catch (err) {
+    if (isMissing(err, pkg)) {
+      throw new MissingPackageError(`fastify-ws-hub: option "${option}" needs the "${pkg}" package, which is not installed; run: npm install ${pkg}`, { cause: err })
+    }
+    throw err
+  }
+}
+
+function isMissing (err: unknown, pkg: string): boolean {
+  if (!(err instanceof Error)) return false
+  const code = (err as { code?: unknown }).code
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && err.message.includes(`'${pkg}'`)
+}
+
+/** Builds the transport the `broker` option names; null when there is nobody to talk to. */
+export async function createTransport (option: BrokerOption, log: FastifyBaseLogger): Promise<Owned<Transport | null>> {
   switch (option.type) {
     case 'memory':
-      // Without a shared bus there is nobody to talk to: skip the broker hop.
-      return { value: option.bus === undefined ? null : new MemoryBroker(option.bus), owned: true }
+      // Without a shared bus there is nobody to talk to: skip the transport hop.
+      return { value: option.bus === undefined ? null : new MemoryTransport(option.bus), owned: true }
     case 'custom':
-      return { value: option.broker, owned: false }
+      return { value: option.transport, owned: false }
     case 'redis': {
-      const { RedisBroker } = await import('./redis/redis-transport.js')
-      return { value: new RedisBroker(option, log), owned: true }
+      const { RedisTransport } = await loadBackend('ioredis', 'broker.type: redis', async () => import('./redis/redis-transport.js'))
+      return { value: new RedisTransport(option, log), owned: true }
     }
     case 'kafka': {
-      const { KafkaBroker } = await import('./kafka/kafka-transport.js')
-      return { value: new KafkaBroker(option, log), owned: true }
+      const { KafkaTransport } = await loadBackend('kafkajs', 'broker.type: kafka', async () => import('./kafka/kafka-transport.js'))
+      return { value: new KafkaTransport(option, log), owned: true }
     }
     default:
       throw new OptionsError(`fastify-ws-hub: option "broker.type" must be one of memory, redis, kafka, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)
   }
 }
 
-export async function createRegistry (option: RegistryOption, log: FastifyBaseLogger): Promise<Owned<Registry>> {
+/** Builds the limiter and directory the `registry` option names; they share one backend. */
+export async function createClusterState (option: RegistryOption, log: FastifyBaseLogger): Promise<Owned<ClusterState>> {
   switch (option.type) {
     case 'memory':
-      return { value: new MemoryRegistry(), owned: true }
+      return { value: createMemoryClusterState(), owned: true }
     case 'custom':
-      return { value: option.registry, owned: false }
+      return { value: { limiter: option.limiter, directory: option.directory, close: async () => {} }, owned: false }
     case 'redis': {
-      const { RedisRegistry } = await import('./redis/redis-registry.js')
-      return { value: new RedisRegistry(option, log), owned: true }
+      const { RedisClusterState } = await loadBackend('ioredis', 'registry.type: redis', async () => import('./redis/redis-cluster-state.js'))
+      return { value: new RedisClusterState(option, log), owned: true }
     }
     default:
       throw new OptionsError(`fastify-ws-hub: option "registry.type" must be one of memory, redis, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ConnectionManager } from './connection-manager.js'
-import type { Registry } from '../cluster/registry.js'
+import type { Limiter, ReserveResult } from '../cluster/limiter.js'
+import type { FailureLog } from '../dispatch/failure-log.js'
 import type { Identity, NormalizedOptions } from '../options/hub-options.js'
 import { normalizeIp } from './ip.js'
 import { Slot } from './slot.js'
@@ -37,16 +37,16 @@ export function emptyHandshakeCounters (): HandshakeCounters {
 export interface Admitted {
   ip: string
   identity: Identity | null
+  /** Its IP's and user's limiter slots, released once when it ends. */
   slot: Slot
-  /** Ends the user's pending reservation (it is then live, or gone). Idempotent. */
-  settleUser: () => void
 }
 
 export interface AdmissionDeps {
   options: NormalizedOptions
-  connections: ConnectionManager
-  registry: Registry
+  limiter: Limiter
   counters: HandshakeCounters
+  /** Where failed releases are logged, rate-limited during an outage. */
+  failures: FailureLog
 }
 
 type Refusal = {
@@ -68,7 +68,6 @@ const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidd
 export class Admission {
   readonly #deps: AdmissionDeps
   readonly #admitted = new WeakMap<IncomingMessage, Admitted>()
-  readonly #pendingUsers = new Map<string, number>()
   readonly #handshakeRate: WindowCounter | null
   readonly #limits: { perIp: number, total: number }
 
@@ -93,7 +92,7 @@ export class Admission {
   readonly check = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     // A plain GET (no upgrade) reserves nothing; the HTTP handler answers 400.
     if (request.ws !== true) return
-    const { options, registry, counters } = this.#deps
+    const { options, limiter, counters } = this.#deps
     const ip = normalizeIp(request.ip, options.ipv6Prefix)
 
     const origin = this.#checkOrigin(request)
@@ -105,23 +104,21 @@ export class Admission {
       })
     }
 
-    let reserved: Awaited<ReturnType<Registry['reserve']>>
+    let reserved: ReserveResult
     try {
-      reserved = await registry.reserve(ip, this.#limits)
+      reserved = await limiter.reserve(ip, this.#limits)
     } catch (err) {
-      // No registry, no limits we can trust: refuse rather than admit blind.
-      request.log.error({ err }, 'ws-hub: the registry could not reserve a slot')
-      return this.#refuse(request, reply, ip, {
-        status: 503, code: 'registry_unavailable', message: 'the server cannot accept connections right now', counter: 'rejectedRegistryDown', retryAfter: true
-      })
+      // No limiter, no limits we can trust: refuse rather than admit blind.
+      this.#deps.failures.record(err, { ip, action: 'reserve IP slot' })
+      return this.#refuse(request, reply, ip, UNAVAILABLE)
     }
     if (!reserved.ok) {
       return this.#refuse(request, reply, ip, reserved.reason === 'ip_limit'
         ? { status: 429, code: 'ip_limit', message: `too many connections from this address (limit ${options.maxConnectionsPerIp})`, counter: 'rejectedIpLimit', retryAfter: true }
         : { status: 503, code: 'total_limit', message: `the server is at its connection limit (${options.maxConnections})`, counter: 'rejectedTotalLimit', retryAfter: true })
     }
-    const slot = new Slot(registry, ip, request.log)
-    const admitted: Admitted = { ip, identity: null, slot, settleUser: noop }
+    const slot = new Slot(limiter, ip, this.#deps.failures)
+    const admitted: Admitted = { ip, identity: null, slot }
     // The TCP socket outlives every path (upgrade, aborted handshake, a later
     // refusal, a client that hung up while we awaited): release on its close.
     const socket = request.raw.socket as IncomingMessage['socket'] | undefined
@@ -131,7 +128,7 @@ export class Admission {
         slot.release()
         return
       }
-      socket.once('close', () => { slot.release(); admitted.settleUser() })
+      socket.once('close', () => slot.release())
     }
 
     if (options.authenticate !== undefined) {
@@ -144,24 +141,32 @@ export class Admission {
         counters.abortedBeforeUpgrade++
         return
       }
+      // Cluster-wide like the IP slots: a user's tabs on several instances
+      // count together. The slot is held for the connection's life.
       const { userId } = identity
-      const held = this.#deps.connections.byUser(userId).size + (this.#pendingUsers.get(userId) ?? 0)
-      if (held >= options.maxConnectionsPerUser) {
+      let held: boolean
+      try {
+        held = await limiter.reserveUser(userId, options.maxConnectionsPerUser)
+      } catch (err) {
+        slot.release()
+        this.#deps.failures.record(err, { userId, action: 'reserve user slot' })
+        return this.#refuse(request, reply, ip, UNAVAILABLE)
+      }
+      if (!held) {
         slot.release()
         return this.#refuse(request, reply, ip, {
           status: 429, code: 'user_limit', message: `too many connections for this user (limit ${options.maxConnectionsPerUser})`, counter: 'rejectedUserLimit', retryAfter: true
         })
       }
-      this.#pendingUsers.set(userId, (this.#pendingUsers.get(userId) ?? 0) + 1)
-      let settled = false
-      admitted.identity = identity
-      admitted.settleUser = () => {
-        if (settled) return
-        settled = true
-        const left = (this.#pendingUsers.get(userId) ?? 1) - 1
-        if (left <= 0) this.#pendingUsers.delete(userId)
-        else this.#pendingUsers.set(userId, left)
+      slot.holdUser(userId)
+      // The client hung up while the user slot was being reserved: its
+      // socket's close already released the IP slot, so free this one too.
+      if (slot.released) {
+        limiter.releaseUser(userId).catch((err: unknown) => this.#deps.failures.record(err, { userId, action: 'release user slot' }))
+        counters.abortedBeforeUpgrade++
+        return
       }
+      admitted.identity = identity
     }
     this.#admitted.set(request.raw, admitted)
   }
@@ -201,7 +206,7 @@ export class Admission {
   async #refuse (request: FastifyRequest, reply: FastifyReply, ip: string, refusal: Refusal): Promise<void> {
     this.#deps.counters[refusal.counter]++
     request.log.warn({ ip, reason: refusal.code }, 'ws-hub: handshake rejected')
-    if (refusal.retryAfter === true) reply.header('retry-after', String(this.#deps.options.retryAfter))
+    if (refusal.retryAfter === true) reply.header('retry-after', String(Math.ceil(this.#deps.options.retryAfterMs / 1000)))
     await reply.code(refusal.status).send({
       statusCode: refusal.status,
       error: STATUS_TEXT[refusal.status],
@@ -211,4 +216,6 @@ export class Admission {
   }
 }
 
-function noop (): void {}
+const UNAVAILABLE: Refusal = {
+  status: 503, code: 'registry_unavailable', message: 'the server cannot accept connections right now', counter: 'rejectedRegistryDown', retryAfter: true
+}

@@ -3,7 +3,6 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Connection, type ConnectionInfo } from './connection.js'
 import { CloseCodes, type OutgoingFrame } from '../protocol/frames.js'
 import { serializeFrame } from '../protocol/serialize.js'
-import type { Registry } from '../cluster/registry.js'
 import { Batcher, type BatchOptions } from './batcher.js'
 import { probePreparedFrames } from './prepared-frame.js'
 import { createSocketWriter, type SocketWriter } from './socket-writer.js'
@@ -15,9 +14,27 @@ export interface ConnectionManagerOptions {
   batch?: BatchOptions | false
   /** Build each frame once for all its recipients (lib/connections/prepared-frame.ts) instead of `socket.send`. Default true (see the README's benchmark section). */
   preparedFrames?: boolean
-  registry: Registry
+  /** Told of every change the cluster layer mirrors; called synchronously. */
+  observer?: ConnectionObserver
   log: FastifyBaseLogger
 }
+
+/**
+ * What the rest of the hub learns from the manager: the directory follows
+ * connections, and the transport follows which topics have a local
+ * subscriber (interest routing). Called synchronously, so an observer
+ * sees every change in order; it must not throw.
+ */
+export interface ConnectionObserver {
+  added: (connection: Connection) => void
+  removed: (connection: Connection) => void
+  /** The topic's first local subscriber arrived. */
+  topicOpened: (topic: string) => void
+  /** The topic's last local subscriber left. */
+  topicClosed: (topic: string) => void
+}
+
+const NO_OBSERVER: ConnectionObserver = { added () {}, removed () {}, topicOpened () {}, topicClosed () {} }
 
 export interface ListOptions {
   limit?: number
@@ -45,7 +62,7 @@ export class ConnectionManager {
   readonly #byTopic = new Map<string, Set<Connection>>()
   readonly #byIp = new Map<string, number>()
   readonly #maxBufferedBytes: number
-  readonly #registry: Registry
+  readonly #observer: ConnectionObserver
   readonly #log: FastifyBaseLogger
   readonly #batcher: Batcher | null
   readonly #writer: SocketWriter
@@ -53,7 +70,7 @@ export class ConnectionManager {
   constructor (options: ConnectionManagerOptions) {
     this.instanceId = options.instanceId
     this.#maxBufferedBytes = options.maxBufferedBytes
-    this.#registry = options.registry
+    this.#observer = options.observer ?? NO_OBSERVER
     this.#log = options.log
     const preparedFrames = options.preparedFrames ?? true
     this.#writer = createSocketWriter({ preparedFrames })
@@ -77,13 +94,15 @@ export class ConnectionManager {
   /** Sends every queued batch now (shutdown). */
   flushBatches (): void {
     this.#batcher?.stop()
+    // The last batches and anything corked this tick leave before the 1001 close frames.
+    this.#writer.flush()
   }
 
   add (connection: Connection): void {
     this.#connections.set(connection.id, connection)
     this.#byIp.set(connection.ip, (this.#byIp.get(connection.ip) ?? 0) + 1)
     if (connection.userId !== null) addTo(this.#byUser, connection.userId, connection)
-    this.#track(this.#registry.add(connection.info(this.instanceId)), connection.id)
+    this.#observer.added(connection)
   }
 
   /** Idempotent: the first call removes, later calls do nothing. */
@@ -94,9 +113,9 @@ export class ConnectionManager {
     if (left <= 0) this.#byIp.delete(connection.ip)
     else this.#byIp.set(connection.ip, left)
     if (connection.userId !== null) removeFrom(this.#byUser, connection.userId, connection)
-    for (const topic of connection.topics) removeFrom(this.#byTopic, topic, connection)
+    for (const topic of connection.topics) this.#leaveTopic(topic, connection)
     this.#batcher?.forget(connection)
-    this.#track(this.#registry.remove(connection.id), connection.id)
+    this.#observer.removed(connection)
     return true
   }
 
@@ -147,18 +166,34 @@ export class ConnectionManager {
     return this.#byTopic.get(topic) ?? EMPTY
   }
 
+  /** Topics with at least one local subscriber. */
+  topics (): IterableIterator<string> {
+    return this.#byTopic.keys()
+  }
+
   subscribe (connection: Connection, topic: string): void {
     if (connection.topics.has(topic)) return
     connection.topics.add(topic)
-    addTo(this.#byTopic, topic, connection)
-    this.#track(this.#registry.update(connection.info(this.instanceId)), connection.id)
+    let set = this.#byTopic.get(topic)
+    if (set === undefined) {
+      set = new Set()
+      this.#byTopic.set(topic, set)
+      this.#observer.topicOpened(topic)
+    }
+    set.add(connection)
   }
 
   unsubscribe (connection: Connection, topic: string): boolean {
     if (!connection.topics.delete(topic)) return false
-    removeFrom(this.#byTopic, topic, connection)
-    this.#track(this.#registry.update(connection.info(this.instanceId)), connection.id)
+    this.#leaveTopic(topic, connection)
     return true
+  }
+
+  #leaveTopic (topic: string, connection: Connection): void {
+    const set = this.#byTopic.get(topic)
+    if (set === undefined || !set.delete(connection) || set.size > 0) return
+    this.#byTopic.delete(topic)
+    this.#observer.topicClosed(topic)
   }
 
   /** Serializes and writes one frame to one local client. */
@@ -222,12 +257,6 @@ export class ConnectionManager {
     if (connection === undefined) return false
     this.close(connection, code, reason)
     return true
-  }
-
-  #track (pending: Promise<void>, clientId: string): void {
-    pending.catch((err: unknown) => {
-      this.#log.error({ err, clientId }, 'ws-hub: registry update failed')
-    })
   }
 }
 

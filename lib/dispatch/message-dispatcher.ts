@@ -1,18 +1,20 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ConnectionManager } from '../connections/connection-manager.js'
 import type { Connection } from '../connections/connection.js'
-import type { Broker } from '../cluster/transport.js'
-import type { Registry } from '../cluster/registry.js'
-import type { Envelope, Target } from '../cluster/envelope.js'
+import type { Transport } from '../cluster/transport.js'
+import type { Directory } from '../cluster/directory.js'
+import type { Envelope, PeerTarget, RemoteConnection, Target } from '../cluster/envelope.js'
 import type { OutgoingFrame } from '../protocol/frames.js'
 import { frameText } from '../protocol/serialize.js'
 import { Conflator } from './conflator.js'
+import { FailureLog } from './failure-log.js'
+import { PeerQueries } from './peer-queries.js'
 
 export interface DeliveryReport {
   /** Clients of this instance that were written to. */
   recipients: number
   /**
-   * Other instances the message was handed to through the broker. Their
+   * Other instances the message was handed to through the transport. Their
    * client counts are not awaited: cross-instance delivery is at most once.
    */
   remoteInstances: number
@@ -40,41 +42,45 @@ export interface DispatcherCounters {
 export interface MessageDispatcherOptions {
   instanceId: string
   connections: ConnectionManager
-  registry: Registry
-  broker: Broker | null
+  directory: Directory
+  transport: Transport | null
   log: FastifyBaseLogger
   /** Default conflation window, ms. */
-  conflateMs?: number
-  /** Told how long each accepted broker publish took, in seconds. */
+  conflateMs: number
+  /** How long a question to another instance may take. */
+  queryTimeoutMs: number
+  /** Told how long each accepted transport publish took, in seconds. */
   onPublished?: (seconds: number) => void
 }
 
 /**
  * The one path every outgoing message takes: serialize once, write to the
- * local recipients, then hand the same text to the broker for the other
- * instances. Local delivery never waits on the broker.
+ * local recipients, then hand the same text to the transport for the other
+ * instances. Local delivery never waits on the transport.
  */
 export class MessageDispatcher {
   readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0 }
   readonly #instanceId: string
   readonly #connections: ConnectionManager
-  readonly #registry: Registry
-  readonly #broker: Broker | null
+  readonly #directory: Directory
+  readonly #transport: Transport | null
   readonly #failures: FailureLog
   readonly #onPublished: (seconds: number) => void
   readonly #conflator = new Conflator()
   readonly #conflateMs: number
+  readonly #queries: PeerQueries
   #otherInstanceCount = 0
   #instancesCheckedAt = -Infinity
 
   constructor (options: MessageDispatcherOptions) {
     this.#instanceId = options.instanceId
     this.#connections = options.connections
-    this.#registry = options.registry
-    this.#broker = options.broker
-    this.#failures = new FailureLog(options.log)
+    this.#directory = options.directory
+    this.#transport = options.transport
+    this.#failures = new FailureLog(options.log, 'ws-hub: cross-instance delivery failed; local clients were served, other instances were not')
     this.#onPublished = options.onPublished ?? noop
-    this.#conflateMs = options.conflateMs ?? DEFAULT_CONFLATE_MS
+    this.#conflateMs = options.conflateMs
+    this.#queries = new PeerQueries(options.queryTimeoutMs)
   }
 
   /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
@@ -116,9 +122,10 @@ export class MessageDispatcher {
     return this.#conflator.dropped
   }
 
-  /** Drops held conflated messages and their timers (shutdown). */
+  /** Drops held conflated messages and fails open queries (shutdown). */
   stop (): void {
     this.#conflator.stop()
+    this.#queries.stop()
   }
 
   /**
@@ -128,27 +135,83 @@ export class MessageDispatcher {
   async send (target: Target, frame: OutgoingFrame, options: DispatchOptions = {}): Promise<DeliveryReport> {
     const text = frameText(frame)
     const recipients = this.deliverLocal(target, Buffer.from(text), options.exclude)
-    if (this.#broker === null) return { recipients, remoteInstances: 0 }
+    if (this.#transport === null) return { recipients, remoteInstances: 0 }
     if (target.kind === 'client' && recipients > 0) return { recipients, remoteInstances: 0 }
-    return { recipients, remoteInstances: await this.#sendRemote({ origin: this.#instanceId, target, frame: text }) }
+    return { recipients, remoteInstances: await this.#sendRemote({ type: 'deliver', origin: this.#instanceId, target, frame: text }, target) }
+  }
+
+  /**
+   * Closes the target's sockets (a client or every connection of a user)
+   * on whichever instances hold them. Resolves to how many were closed here
+   * and how many other instances were asked.
+   */
+  async close (target: PeerTarget, code: number, reason: string): Promise<DeliveryReport> {
+    const recipients = this.#closeLocal(target, code, reason)
+    if (this.#transport === null) return { recipients, remoteInstances: 0 }
+    if (target.kind === 'client' && recipients > 0) return { recipients, remoteInstances: 0 }
+    return { recipients, remoteInstances: await this.#sendRemote({ type: 'close', origin: this.#instanceId, target, code, reason }, target) }
+  }
+
+  /**
+   * Asks another instance to describe some of its connections (with their
+   * topics, which only the holder knows). Rejects with a coded error when
+   * it does not answer within `queryTimeoutMs`.
+   */
+  async describeRemote (instanceId: string, clientIds: string[]): Promise<RemoteConnection[]> {
+    const transport = this.#transport
+    if (transport === null || clientIds.length === 0) return []
+    return await this.#queries.ask(instanceId, async (requestId) => {
+      await transport.publish({ type: 'query', origin: this.#instanceId, requestId, clientIds }, [instanceId])
+    })
+  }
+
+  /** Called by the transport for envelopes from other instances. */
+  receive (envelope: Envelope): void {
+    if (envelope.origin === this.#instanceId) return
+    this.counters.remoteEnvelopesIn++
+    switch (envelope.type) {
+      case 'deliver':
+        this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
+        return
+      case 'close':
+        this.#closeLocal(envelope.target, envelope.code, envelope.reason)
+        return
+      case 'query':
+        this.#answer(envelope.origin, envelope.requestId, envelope.clientIds)
+        return
+      case 'reply':
+        this.#queries.answer(envelope.requestId, envelope.connections)
+    }
+  }
+
+  #answer (origin: string, requestId: string, clientIds: string[]): void {
+    const connections: RemoteConnection[] = []
+    for (const id of clientIds) {
+      const info = this.#connections.info(id)
+      if (info !== undefined) connections.push(info)
+    }
+    this.#transport?.publish({ type: 'reply', origin: this.#instanceId, requestId, connections }, [origin]).catch((err: unknown) => {
+      this.counters.brokerPublishFailures++
+      this.#failures.record(err, { reply: requestId, to: origin })
+    })
   }
 
   /**
    * Hands an envelope to the instances that need it and returns how many.
-   * Never throws: the local clients already have the message, so a broker
-   * or registry failure is counted and logged, not thrown at the sender.
+   * Never throws: the local clients already have the message, so a
+   * transport or directory failure is counted and logged, not thrown at the
+   * sender.
    */
-  async #sendRemote (envelope: Envelope): Promise<number> {
+  async #sendRemote (envelope: Envelope, target: Target): Promise<number> {
     try {
-      const target = envelope.target
       if (target.kind === 'client') {
-        const holder = await this.#registry.locate(target.id)
+        const holder = await this.#directory.locate(target.id)
         if (holder === null || holder === this.#instanceId) return 0
         await this.#timedPublish(envelope, [holder])
         return 1
       }
       if (target.kind === 'user') {
-        const holders = (await this.#registry.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
+        const holders = (await this.#directory.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
         if (holders.length === 0) return 0
         await this.#timedPublish(envelope, holders)
         return holders.length
@@ -157,69 +220,34 @@ export class MessageDispatcher {
       return await this.#otherInstances()
     } catch (err) {
       this.counters.brokerPublishFailures++
-      this.#failures.record(err, envelope.target)
+      this.#failures.record(err, { target })
       return 0
     }
   }
 
   /**
-   * How many other instances a fan-out reached. Cached for a second: the
-   * count is a report, and asking the registry on every broadcast would put
-   * a network round trip on the send path.
+   * How many other instances a fan-out reached (for a topic: at most that
+   * many, as only those with subscribers get it). Cached for a second: the
+   * count is a report, and asking the directory on every broadcast would
+   * put a network round trip on the send path.
    */
   async #otherInstances (): Promise<number> {
     const now = Date.now()
     if (now - this.#instancesCheckedAt > INSTANCES_TTL_MS) {
-      this.#otherInstanceCount = (await this.#registry.instances()).filter((id) => id !== this.#instanceId).length
+      this.#otherInstanceCount = (await this.#directory.instances()).filter((id) => id !== this.#instanceId).length
       this.#instancesCheckedAt = now
     }
     return this.#otherInstanceCount
   }
 
-  async #timedPublish (envelope: Envelope, instances: string[] | undefined): Promise<void> {
-    if (this.#broker === null) return
+  async #timedPublish (envelope: Envelope, to: string[] | undefined): Promise<void> {
+    if (this.#transport === null) return
     const started = process.hrtime.bigint()
-    await this.#broker.publish(envelope, instances === undefined ? {} : { instances })
+    await this.#transport.publish(envelope, to)
     this.#onPublished(Number(process.hrtime.bigint() - started) / 1e9)
   }
 
-  /**
-   * Closes the target's sockets (a client or every connection of a user)
-   * on whichever instances hold them. Resolves to how many were closed here
-   * and how many other instances were asked.
-   */
-  async close (target: Extract<Target, { kind: 'client' | 'user' }>, code: number, reason: string): Promise<DeliveryReport> {
-    const recipients = this.#closeLocal(target, code, reason)
-    if (this.#broker === null) return { recipients, remoteInstances: 0 }
-    const holders = target.kind === 'client'
-      ? (recipients > 0 ? [] : [await this.#registry.locate(target.id)])
-      : await this.#registry.locateUser(target.userId)
-    const others = holders.filter((id): id is string => id !== null && id !== this.#instanceId)
-    if (others.length === 0) return { recipients, remoteInstances: 0 }
-    try {
-      await this.#broker.publish({ origin: this.#instanceId, target, frame: '', control: { close: { code, reason } } }, { instances: others })
-    } catch (err) {
-      this.counters.brokerPublishFailures++
-      this.#failures.record(err, target)
-      return { recipients, remoteInstances: 0 }
-    }
-    return { recipients, remoteInstances: others.length }
-  }
-
-  /** Called by the broker for envelopes from other instances. */
-  receive (envelope: Envelope): void {
-    if (envelope.origin === this.#instanceId) return
-    this.counters.remoteEnvelopesIn++
-    const control = envelope.control
-    if (control !== undefined) {
-      const target = envelope.target
-      if (target.kind === 'client' || target.kind === 'user') this.#closeLocal(target, control.close.code, control.close.reason)
-      return
-    }
-    this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
-  }
-
-  #closeLocal (target: Extract<Target, { kind: 'client' | 'user' }>, code: number, reason: string): number {
+  #closeLocal (target: PeerTarget, code: number, reason: string): number {
     const connections = this.#connections
     if (target.kind === 'client') return connections.closeById(target.id, code, reason) ? 1 : 0
     let closed = 0
@@ -248,37 +276,7 @@ export class MessageDispatcher {
   }
 }
 
-/**
- * During a broker outage every publish fails; one error line per failure
- * would flood the logs. Logs the first failure, then a summary at most
- * every `intervalMs` while failures continue.
- */
-class FailureLog {
-  readonly #log: FastifyBaseLogger
-  readonly #intervalMs: number
-  #lastLoggedAt = 0
-  #suppressed = 0
-
-  constructor (log: FastifyBaseLogger, intervalMs = 10_000) {
-    this.#log = log
-    this.#intervalMs = intervalMs
-  }
-
-  record (err: unknown, target: Target): void {
-    const now = Date.now()
-    if (now - this.#lastLoggedAt < this.#intervalMs) {
-      this.#suppressed++
-      return
-    }
-    this.#log.error({ err, target, suppressedSinceLastLog: this.#suppressed },
-      'ws-hub: cross-instance delivery failed; local clients were served, other instances were not')
-    this.#lastLoggedAt = now
-    this.#suppressed = 0
-  }
-}
-
 const INSTANCES_TTL_MS = 1000
-const DEFAULT_CONFLATE_MS = 100
 
 function noop (): void {}
 

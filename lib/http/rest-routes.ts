@@ -1,12 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { ConnectionManager } from '../connections/connection-manager.js'
-import type { MessageDispatcher } from '../dispatch/message-dispatcher.js'
-import type { Registry } from '../cluster/registry.js'
 import type { RestAuth, RestRouteName } from '../options/hub-options.js'
-import { CloseCodes } from '../protocol/frames.js'
 import { authHook } from './rest-auth.js'
-import type { HubStats } from '../index.js'
+import type { WsHub } from '../hub.js'
+import { QueryTimeoutError } from '../errors.js'
 import {
   ConnectionInfoSchema,
   ConnectionList,
@@ -27,11 +24,9 @@ export interface RestRouteDeps {
   prefix: string
   disable: ReadonlySet<RestRouteName>
   health: () => HealthReport
-  stats: () => HubStats
-  auth: RestAuth | undefined
-  connections: ConnectionManager
-  dispatcher: MessageDispatcher
-  registry: Registry
+  /** false: open on purpose (the plugin warns at startup). */
+  auth: RestAuth | false
+  hub: WsHub
 }
 
 const TAGS = ['ws-hub']
@@ -42,9 +37,9 @@ function notFound (reply: FastifyReply, code: string, what: string): FastifyRepl
 
 /** The REST push API, mounted under its own prefix in an encapsulated context. */
 export async function registerRestRoutes (parent: FastifyInstance, deps: RestRouteDeps): Promise<void> {
-  const { auth, connections, dispatcher, registry } = deps
-  if (auth === undefined) {
-    parent.log.warn(`ws-hub: the REST push API under ${deps.prefix} is open to anyone who can reach it; set rest.auth to protect it`)
+  const { auth, hub } = deps
+  if (auth === false) {
+    parent.log.warn(`ws-hub: the REST push API under ${deps.prefix} is open to anyone who can reach it (rest.auth is false); set rest.auth to protect it`)
   }
 
   // Probes sit outside the auth context: load balancers carry no API key.
@@ -63,30 +58,36 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     app.addSchema(ErrorSchema)
     app.addSchema(ConnectionInfoSchema)
 
-    if (auth !== undefined) app.addHook('onRequest', authHook(auth))
+    if (auth !== false) app.addHook('onRequest', authHook(auth))
 
-    const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema }
+    const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 503: ErrorSchema }
 
     const on = (name: RestRouteName): boolean => !deps.disable.has(name)
 
     if (on('stats')) {
       app.get('/stats', {
         schema: { tags: TAGS, summary: 'Counters of this instance', response: { 200: StatsSchema, 401: ErrorSchema } }
-      }, async () => deps.stats())
+      }, async () => hub.stats())
     }
 
     if (on('listConnections')) {
       app.get('/connections', {
         schema: { tags: TAGS, summary: 'List connections of every instance', querystring: ListQuery, response: { 200: ConnectionList, 400: ErrorSchema, 401: ErrorSchema } }
-      }, async (request) => registry.list({ limit: request.query.limit, offset: request.query.offset }))
+      }, async (request) => hub.list({ limit: request.query.limit, offset: request.query.offset }))
     }
 
     if (on('getConnection')) {
       app.get('/connections/:id', {
-        schema: { tags: TAGS, summary: 'Describe one connection of this instance', params: IdParams, response: { 200: ConnectionInfoSchema, ...errors } }
+        schema: { tags: TAGS, summary: 'Describe one connection, on whichever instance holds it', params: IdParams, response: { 200: ConnectionInfoSchema, ...errors } }
       }, async (request, reply) => {
-        const info = connections.info(request.params.id)
-        if (info !== undefined) return info
+        let info
+        try {
+          info = await hub.get(request.params.id)
+        } catch (err) {
+          if (!(err instanceof QueryTimeoutError)) throw err
+          return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', code: 'instance_unavailable', message: `the instance holding client ${request.params.id} did not answer` })
+        }
+        if (info !== null) return info
         return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
       })
     }
@@ -95,7 +96,7 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
       app.delete('/connections/:id', {
         schema: { tags: TAGS, summary: 'Close a connection with code 4000, on whichever instance holds it', params: IdParams, response: { 204: Type204, ...errors } }
       }, async (request, reply) => {
-        const report = await dispatcher.close({ kind: 'client', id: request.params.id }, CloseCodes.closedByServer, 'closed by server')
+        const report = await hub.close({ clientId: request.params.id })
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
         return reply.code(204).send()
       })
@@ -104,14 +105,14 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     if (on('broadcast')) {
       app.post('/connections/broadcast', {
         schema: { tags: TAGS, summary: 'Send {"type":"server-broadcast"} to every client', body: PushBody, response: { 200: DeliveryResponse, ...errors } }
-      }, async (request) => dispatcher.broadcast(request.body.message))
+      }, async (request) => hub.broadcast(request.body.message))
     }
 
     if (on('sendToConnection')) {
       app.post('/connections/:id/send', {
         schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server"} to one client', params: IdParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
       }, async (request, reply) => {
-        const report = await dispatcher.sendTo(request.params.id, request.body.message)
+        const report = await hub.sendTo(request.params.id, request.body.message)
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
         return report
       })
@@ -120,14 +121,14 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     if (on('publish')) {
       app.post('/topics/:topic/publish', {
         schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers', params: TopicParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
-      }, async (request) => dispatcher.publish(request.params.topic, request.body.message))
+      }, async (request) => hub.publish(request.params.topic, request.body.message))
     }
 
     if (on('sendToUser')) {
       app.post('/users/:userId/send', {
         schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server","user":...} to every connection of a user', params: UserParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
       }, async (request, reply) => {
-        const report = await dispatcher.sendToUser(request.params.userId, request.body.message)
+        const report = await hub.sendToUser(request.params.userId, request.body.message)
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_user', `no connection of user ${request.params.userId}`)
         return report
       })
@@ -137,7 +138,7 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
       app.delete('/users/:userId', {
         schema: { tags: TAGS, summary: 'Close every connection of a user with 4000 (for example on logout)', params: UserParams, response: { 204: Type204, ...errors } }
       }, async (request, reply) => {
-        const report = await dispatcher.close({ kind: 'user', userId: request.params.userId }, CloseCodes.closedByServer, 'closed by server')
+        const report = await hub.close({ userId: request.params.userId })
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_user', `no connection of user ${request.params.userId}`)
         return reply.code(204).send()
       })

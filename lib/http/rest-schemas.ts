@@ -25,7 +25,8 @@ export const ListQuery = Type.Object({
 
 export const ConnectionList = Type.Object({
   count: Type.Integer({ description: 'All connections, not just this page' }),
-  connections: Type.Array(ConnectionInfoSchema)
+  connections: Type.Array(ConnectionInfoSchema),
+  unreachableInstances: Type.Optional(Type.Array(Type.String(), { description: 'Instances that did not describe their connections in time; theirs are listed with empty topics' }))
 })
 
 export const IdParams = Type.Object({ id: ClientId })
@@ -90,3 +91,6 @@ export const StatsSchema = Type.Object({
   remoteEnvelopesIn: Count,
   brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')])
 })
+
+/** Counters of one instance, as `stats()` and `GET /stats` report them. */
+export type HubStats = Static<typeof StatsSchema>

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, FastifySchema } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, FastifySchema, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler } from 'fastify'
 import type { WebSocket } from 'ws'
 import { Connection } from '../connections/connection.js'
 import type { ConnectionManager } from '../connections/connection-manager.js'
@@ -10,6 +10,20 @@ import type { NormalizedOptions } from '../options/hub-options.js'
 import { normalizeIp } from '../connections/ip.js'
 import { serializeFrame } from '../protocol/serialize.js'
 import type { Telemetry } from '../telemetry.js'
+import type { WsHub } from '../hub.js'
+
+/**
+ * What an application may add to the WebSocket route. Its hooks run after
+ * the hub's admission checks (origin, rates, limits, authentication), so a
+ * refused or flooding client never reaches them.
+ */
+export interface WsRouteOptions {
+  onRequest?: onRequestHookHandler | onRequestHookHandler[]
+  preValidation?: preValidationHookHandler | preValidationHookHandler[]
+  preHandler?: preHandlerHookHandler | preHandlerHookHandler[]
+  /** Route config, readable by other plugins' hooks as `request.routeOptions.config`. */
+  config?: Record<string, unknown>
+}
 
 export interface WsRouteDeps {
   options: NormalizedOptions
@@ -19,6 +33,8 @@ export interface WsRouteDeps {
   admission: Admission
   counters: HandshakeCounters
   telemetry: Telemetry
+  hub: WsHub
+  route: WsRouteOptions
 }
 
 /**
@@ -27,7 +43,7 @@ export interface WsRouteDeps {
  * a WebSocket.
  */
 export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): void {
-  const { options, connections, protocol, admission, counters, telemetry } = deps
+  const { options, connections, protocol, admission, counters, telemetry, hub, route } = deps
 
   // Listeners that live as long as the socket log through the instance's
   // logger: capturing `request` would keep the whole HTTP request object
@@ -42,8 +58,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     counters.accepted++
     connections.add(connection)
     telemetry.connectionOpened(connection)
-    // The user's pending reservation is now a live connection.
-    admitted?.settleUser()
+    if (hub.listenerCount('connect') > 0) hub.emit('connect', connection.info(connections.instanceId))
 
     socket.on('message', (data, isBinary) => {
       protocol.handle(connection, data, isBinary).catch((err: unknown) => {
@@ -55,6 +70,7 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       connections.remove(connection)
       const reasonText = reason.toString()
       telemetry.connectionClosed(connection, code, reasonText)
+      if (hub.listenerCount('disconnect') > 0) hub.emit('disconnect', connection.info(connections.instanceId), { code, reason: reasonText })
       log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, code, reason: reasonText, durationMs: Date.now() - connection.connectedAt }, 'ws-hub: connection closed')
       if (options.announce) announce(deps, `Client ${connection.id} left.`, undefined)
       const service = options.service
@@ -82,7 +98,14 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     url: options.path,
     // @fastify/swagger reads `hide`; the WebSocket protocol is documented apart.
     schema: HIDDEN,
-    onRequest: admission.check,
+    onRequest: [admission.check, ...asArray(route.onRequest)],
+    preValidation: asArray(route.preValidation),
+    preHandler: asArray(route.preHandler),
+    // A hook of the application's may answer the handshake itself (a 403,
+    // say); an answered request never upgrades, so its slots go back now
+    // rather than when the client's keep-alive socket closes.
+    onResponse: async (request) => { admission.admitted(request)?.slot.release() },
+    config: route.config ?? {},
     handler: async (_request, reply) => {
       return reply.code(400).send({
         statusCode: 400,
@@ -93,6 +116,11 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
     },
     wsHandler: onSocket
   })
+}
+
+function asArray<T> (value: T | T[] | undefined): T[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
 }
 
 /** Batching is opt-in, so existing clients keep getting one frame per message. */

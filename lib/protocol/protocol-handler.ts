@@ -4,6 +4,8 @@ import type { Connection } from '../connections/connection.js'
 import { serializeFrame } from './serialize.js'
 import type { ConnectionManager } from '../connections/connection-manager.js'
 import type { MessageDispatcher } from '../dispatch/message-dispatcher.js'
+import type { TopicInterest } from '../dispatch/topic-interest.js'
+import type { WsHub } from '../hub.js'
 import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
 import { takeMessageToken } from '../connections/rate-limit.js'
 import type { Telemetry } from '../telemetry.js'
@@ -28,6 +30,8 @@ import {
 export interface ProtocolHandlerOptions {
   connections: ConnectionManager
   dispatcher: MessageDispatcher
+  interest: TopicInterest
+  hub: WsHub
   service: HubService
   echo: boolean
   telemetry: Telemetry
@@ -52,6 +56,8 @@ export class ProtocolHandler {
   readonly counters: InboundCounters = { messagesIn: 0, errorsSent: 0, serviceErrors: 0, rateLimited: 0, floodCloses: 0 }
   readonly #connections: ConnectionManager
   readonly #dispatcher: MessageDispatcher
+  readonly #interest: TopicInterest
+  readonly #hub: WsHub
   readonly #service: HubService
   readonly #echo: boolean
   readonly #telemetry: Telemetry
@@ -63,6 +69,8 @@ export class ProtocolHandler {
   constructor (options: ProtocolHandlerOptions) {
     this.#connections = options.connections
     this.#dispatcher = options.dispatcher
+    this.#interest = options.interest
+    this.#hub = options.hub
     this.#service = options.service
     this.#echo = options.echo
     this.#telemetry = options.telemetry
@@ -76,8 +84,7 @@ export class ProtocolHandler {
     return {
       client: connection.info(this.#connections.instanceId),
       reply: (frame) => { this.#connections.write(connection, serializeFrame(frame)) },
-      dispatcher: this.#dispatcher,
-      connections: this.#connections,
+      hub: this.#hub,
       log: this.#log
     }
   }
@@ -191,6 +198,9 @@ export class ProtocolHandler {
           return false
         }
         this.#connections.subscribe(connection, topic)
+        // Acked once the transport confirmed this instance's interest, so a
+        // publish made on any instance after the ack reaches the client.
+        await this.#interest.ready(topic)
         return true
       }
       case 'unsubscribe':

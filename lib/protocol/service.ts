@@ -1,7 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ConnectionInfo } from '../connections/connection.js'
-import type { MessageDispatcher } from '../dispatch/message-dispatcher.js'
-import type { ConnectionManager } from '../connections/connection-manager.js'
+import type { WsHub } from '../hub.js'
 import type { ClientFrame, OutgoingFrame } from './frames.js'
 
 /** What a service hook is given: who it is about, and the hub's tools. */
@@ -9,8 +8,8 @@ export interface ServiceContext {
   client: ConnectionInfo
   /** Sends a frame to this client only. `timestamp` is added. */
   reply: (frame: OutgoingFrame) => void
-  dispatcher: MessageDispatcher
-  connections: ConnectionManager
+  /** The same facade as `fastify.wsHub`: broadcast, publish, sendTo, close, get, list, ... */
+  hub: WsHub
   log: FastifyBaseLogger
 }
 
@@ -30,16 +29,4 @@ export interface HubService {
   onDisconnect?: (context: ServiceContext, info: DisconnectInfo) => void | Promise<void>
 }
 
-/**
- * Throw this from `onMessage` to answer the client with an error frame of
- * your own code instead of the generic `service_error`.
- */
-export class HubProtocolError extends Error {
-  override name = 'HubProtocolError'
-  readonly code: string
-
-  constructor (code: string, message: string) {
-    super(message)
-    this.code = code
-  }
-}
+export { HubProtocolError } from '../errors.js'

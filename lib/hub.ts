@@ -1,0 +1,172 @@
+import { EventEmitter } from 'node:events'
+import { Compile } from 'typebox/compile'
+import type { ConnectionManager } from './connections/connection-manager.js'
+import type { ConnectionInfo } from './connections/connection.js'
+import type { Directory } from './cluster/directory.js'
+import type { DeliveryReport, MessageDispatcher, PublishCallOptions } from './dispatch/message-dispatcher.js'
+import type { HubStats } from './http/rest-schemas.js'
+import { CloseCodes, ClientId, Topic, UserId } from './protocol/frames.js'
+import { InvalidArgumentError } from './errors.js'
+
+export interface ListPage {
+  limit?: number
+  offset?: number
+}
+
+export interface ConnectionPage {
+  /** Connections in the whole cluster. */
+  count: number
+  connections: ConnectionInfo[]
+  /**
+   * Instances that did not describe their connections in time; their
+   * connections on this page are listed with `topics: []`.
+   */
+  unreachableInstances?: string[]
+}
+
+export type CloseTarget = { clientId: string } | { userId: string }
+
+export interface CloseOptions {
+  /** 1000, 1008 or 4000 to 4999. Default 4000 (closed by server). */
+  code?: number
+  reason?: string
+}
+
+export interface DisconnectDetails {
+  code: number
+  reason: string
+}
+
+/** Events of `fastify.wsHub`, for this instance's connections. */
+export interface HubEvents {
+  connect: [ConnectionInfo]
+  disconnect: [ConnectionInfo, DisconnectDetails]
+}
+
+export interface HubDeps {
+  instanceId: string
+  connections: ConnectionManager
+  dispatcher: MessageDispatcher
+  directory: Directory
+  stats: () => HubStats
+}
+
+const DEFAULT_PAGE = 100
+const checkTopic = Compile(Topic)
+const checkClientId = Compile(ClientId)
+const checkUserId = Compile(UserId)
+
+/**
+ * `fastify.wsHub`: what an application calls. Sends go through the one
+ * dispatcher path; lookups answer for the whole cluster. Nothing here hands
+ * out a socket or a way to write bytes to one.
+ */
+export class WsHub extends EventEmitter<HubEvents> {
+  readonly instanceId: string
+  readonly #deps: HubDeps
+
+  constructor (deps: HubDeps) {
+    super()
+    this.instanceId = deps.instanceId
+    this.#deps = deps
+  }
+
+  /** `{"type":"server-broadcast"}` to every client of every instance. */
+  broadcast (message: unknown): Promise<DeliveryReport> {
+    return this.#deps.dispatcher.broadcast(message)
+  }
+
+  /** `{"type":"direct","from":"server"}` to one client, wherever it is connected. */
+  sendTo (clientId: string, message: unknown): Promise<DeliveryReport> {
+    check(checkClientId.Check(clientId), 'clientId', clientId)
+    return this.#deps.dispatcher.sendTo(clientId, message)
+  }
+
+  /** `{"type":"direct","from":"server","user":...}` to every connection of a user. */
+  sendToUser (userId: string, message: unknown): Promise<DeliveryReport> {
+    check(checkUserId.Check(userId), 'userId', userId)
+    return this.#deps.dispatcher.sendToUser(userId, message)
+  }
+
+  /** `{"type":"publish","from":"server"}` to the topic's subscribers on every instance. */
+  publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
+    check(checkTopic.Check(topic), 'topic', topic)
+    return this.#deps.dispatcher.publish(topic, message, options)
+  }
+
+  /** Closes a client, or every connection of a user, on whichever instances hold them. */
+  close (target: CloseTarget, options: CloseOptions = {}): Promise<DeliveryReport> {
+    const code = options.code ?? CloseCodes.closedByServer
+    const reason = options.reason ?? 'closed by server'
+    if (!(code === 1000 || code === 1008 || (Number.isInteger(code) && code >= 4000 && code <= 4999))) {
+      throw new InvalidArgumentError(`fastify-ws-hub: close code must be 1000, 1008 or an application code from 4000 to 4999 (got ${String(code)})`)
+    }
+    if (Buffer.byteLength(reason) > 123) throw new InvalidArgumentError('fastify-ws-hub: a close reason is at most 123 bytes')
+    if ('clientId' in target) {
+      check(checkClientId.Check(target.clientId), 'clientId', target.clientId)
+      return this.#deps.dispatcher.close({ kind: 'client', id: target.clientId }, code, reason)
+    }
+    check(checkUserId.Check(target.userId), 'userId', target.userId)
+    return this.#deps.dispatcher.close({ kind: 'user', userId: target.userId }, code, reason)
+  }
+
+  /**
+   * One connection, wherever it is, with its topics (asked of the instance
+   * holding it); null when no instance holds it. Rejects with
+   * `WS_HUB_QUERY_TIMEOUT` when the holder does not answer.
+   */
+  async get (clientId: string): Promise<ConnectionInfo | null> {
+    const { connections, directory, dispatcher } = this.#deps
+    const local = connections.info(clientId)
+    if (local !== undefined) return local
+    const entry = await directory.get(clientId)
+    if (entry === null || entry.instanceId === this.instanceId) return null
+    const [found] = await dispatcher.describeRemote(entry.instanceId, [clientId])
+    return found ?? null
+  }
+
+  /** A page of the cluster's connections, in a stable order. */
+  async list (page: ListPage = {}): Promise<ConnectionPage> {
+    const { connections, directory, dispatcher } = this.#deps
+    const listed = await directory.list({ limit: page.limit ?? DEFAULT_PAGE, offset: page.offset ?? 0 })
+    const byInstance = new Map<string, string[]>()
+    for (const entry of listed.entries) {
+      if (entry.instanceId === this.instanceId) continue
+      const ids = byInstance.get(entry.instanceId) ?? []
+      ids.push(entry.id)
+      byInstance.set(entry.instanceId, ids)
+    }
+    const remote = new Map<string, ConnectionInfo>()
+    const unreachable: string[] = []
+    await Promise.all([...byInstance].map(async ([instanceId, ids]) => {
+      try {
+        for (const info of await dispatcher.describeRemote(instanceId, ids)) remote.set(info.id, info)
+      } catch {
+        unreachable.push(instanceId)
+      }
+    }))
+    const result: ConnectionInfo[] = []
+    for (const entry of listed.entries) {
+      const info = entry.instanceId === this.instanceId ? connections.info(entry.id) : remote.get(entry.id)
+      if (info !== undefined) result.push(info)
+      else if (unreachable.includes(entry.instanceId)) result.push({ ...entry, topics: [] })
+    }
+    const out: ConnectionPage = { count: listed.count, connections: result }
+    if (unreachable.length > 0) out.unreachableInstances = unreachable.sort()
+    return out
+  }
+
+  /** Connections in the whole cluster. */
+  async count (): Promise<number> {
+    return (await this.#deps.directory.list({ limit: 0, offset: 0 })).count
+  }
+
+  /** Counters of this instance. */
+  stats (): HubStats {
+    return this.#deps.stats()
+  }
+}
+
+function check (ok: boolean, name: string, value: unknown): void {
+  if (!ok) throw new InvalidArgumentError(`fastify-ws-hub: ${name} is not valid (got ${JSON.stringify(value)})`)
+}
