@@ -4,7 +4,7 @@ import type { NormalizedOptions } from '../options/hub-options.js'
 import { CloseCodes } from '../protocol/frames.js'
 
 /**
- * Re-checks authenticated sessions every `revalidateInterval`: a token that
+ * Re-checks authenticated sessions every `revalidateIntervalMs`: a token that
  * expired or a user who was banned loses the socket (1008) without waiting
  * for the client to reconnect.
  */
@@ -26,7 +26,7 @@ export class Revalidator {
     if (this.#options.revalidate === undefined || this.#timer !== null) return
     this.#timer = setInterval(() => {
       this.run().catch((err: unknown) => this.#log.error({ err }, 'ws-hub: revalidation pass failed'))
-    }, this.#options.revalidateInterval).unref()
+    }, this.#options.revalidateIntervalMs).unref()
   }
 
   /** One pass over every authenticated connection. Overlapping passes are skipped. */
