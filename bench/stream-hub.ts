@@ -12,7 +12,7 @@ import wsHub, { type WsHubOptions } from 'fastify-ws-hub'
  */
 const options = JSON.parse(process.argv[2] ?? '{}') as WsHubOptions
 const app = Fastify({ logger: false })
-await app.register(wsHub, { heartbeatInterval: 0, handshakeRateLimit: false, rest: false, metrics: false, ...options })
+await app.register(wsHub, { heartbeatIntervalMs: 0, handshakeRateLimit: false, rest: false, metrics: false, ...options })
 await app.listen({ port: 0, host: '127.0.0.1' })
 const address = app.server.address()
 if (address === null || typeof address === 'string') throw new Error('no port')
@@ -34,8 +34,8 @@ async function stream (rate: number, durationMs: number, conflateMs: number): Pr
     while (sent < due) {
       const message = { n: sent, t: now() }
       const delivery = conflateMs > 0
-        ? app.messageDispatcher.publish('ticker', message, { conflate: 'ACME', throttleMs: conflateMs })
-        : app.messageDispatcher.broadcast(message)
+        ? app.wsHub.publish('ticker', message, { conflate: 'ACME', throttleMs: conflateMs })
+        : app.wsHub.broadcast(message)
       delivery.catch(() => {})
       sent++
     }

@@ -39,7 +39,7 @@ export async function buildExampleApp (env: Env = process.env, server: FastifySe
   const config = readConfig(env)
   // The request serializer redacts tokens from logged URLs (?token=...).
   const app = Fastify({ logger: { level: config.logLevel, serializers: { req: redactedRequestSerializer } }, ...server })
-  const secured = typeof config.hub.rest === 'object' && config.hub.rest.auth !== undefined
+  const secured = typeof config.hub.rest === 'object' && typeof config.hub.rest.auth === 'function'
   const restPrefix = (typeof config.hub.rest === 'object' ? config.hub.rest.prefix : undefined) ?? '/api'
 
   // Swagger first: it documents the routes registered after it, the hub's included.
@@ -58,6 +58,7 @@ export async function buildExampleApp (env: Env = process.env, server: FastifySe
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
 
+  if (!secured) app.log.warn('example: API_KEY is unset, so the REST push API is open to anyone who can reach it; set API_KEY to protect it')
   await app.register(wsHub, { ...config.hub, service: demoService })
   registerTicker(app)
 

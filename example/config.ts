@@ -34,8 +34,10 @@ export function readConfig (env: Env): ExampleConfig {
   const hub: WsHubOptions = { ...backends(env) }
   const perIp = integer(env, 'MAX_CONNECTIONS_PER_IP', 1, Number.MAX_SAFE_INTEGER)
   if (perIp !== undefined) hub.maxConnectionsPerIp = perIp
+  // The hub refuses to guess: the push API is open only by an explicit
+  // choice, made here for a demo that runs with no configuration at all.
   const apiKey = text(env, 'API_KEY')
-  if (apiKey !== undefined) hub.rest = { auth: apiKeyAuth(apiKey) }
+  hub.rest = { auth: apiKey === undefined ? false : apiKeyAuth(apiKey) }
   return {
     port: integer(env, 'PORT', 0, 65_535) ?? CONFIG_DEFAULTS.port,
     host: text(env, 'HOST') ?? CONFIG_DEFAULTS.host,

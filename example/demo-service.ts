@@ -77,7 +77,7 @@ export function registerTicker (app: FastifyInstance, intervalMs = TICK_INTERVAL
     try {
       for (const { symbol } of SYMBOLS) {
         const message: Tick = { symbol, price: priceAt(symbol, seconds) }
-        await app.messageDispatcher.publish(PRICES_TOPIC, message)
+        await app.wsHub.publish(PRICES_TOPIC, message)
       }
       if (failing) app.log.info({ topic: PRICES_TOPIC }, 'demo ticker: publishing again')
       failing = false

@@ -219,26 +219,30 @@ t.test('readConfig maps the environment to hub options', async (t) => {
   const defaults = readConfig({})
   t.equal(defaults.port, 3000)
   t.equal(defaults.host, 'localhost')
-  t.same(defaults.hub, {}, 'in memory, hub defaults, open REST API')
+  t.same(defaults.hub, { rest: { auth: false } }, 'in memory, hub defaults, REST API open by explicit choice')
 
   t.match(readConfig({ PORT: '8080', HOST: '0.0.0.0', LOG_LEVEL: 'warn' }), { port: 8080, host: '0.0.0.0', logLevel: 'warn' })
   t.equal(readConfig({ MAX_CONNECTIONS_PER_IP: '5' }).hub.maxConnectionsPerIp, 5)
 
   t.same(readConfig({ REDIS_URL: 'redis://redis:6379' }).hub, {
     broker: { type: 'redis', url: 'redis://redis:6379' },
-    registry: { type: 'redis', url: 'redis://redis:6379' }
+    registry: { type: 'redis', url: 'redis://redis:6379' },
+    rest: { auth: false }
   }, 'Redis for both')
   t.same(readConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2:9092 ,' }).hub, {
-    broker: { type: 'kafka', brokers: ['kafka-1:9092', 'kafka-2:9092'] }
+    broker: { type: 'kafka', brokers: ['kafka-1:9092', 'kafka-2:9092'] },
+    rest: { auth: false }
   }, 'Kafka alone: memory registry')
   t.same(readConfig({ REDIS_URL: 'redis://redis:6379', KAFKA_BROKERS: 'kafka:9092' }).hub, {
     broker: { type: 'kafka', brokers: ['kafka:9092'] },
-    registry: { type: 'redis', url: 'redis://redis:6379' }
+    registry: { type: 'redis', url: 'redis://redis:6379' },
+    rest: { auth: false }
   }, 'Kafka wins the broker, Redis keeps the registry')
-  t.same(readConfig({ REDIS_URL: '', KAFKA_BROKERS: '  ' }).hub, {}, 'blank means unset')
+  t.same(readConfig({ REDIS_URL: '', KAFKA_BROKERS: '  ' }).hub, { rest: { auth: false } }, 'blank means unset')
 
   const withKey = readConfig({ API_KEY: 'k' }).hub.rest
   t.ok(withKey !== undefined && withKey !== false && typeof withKey.auth === 'function', 'API_KEY sets rest.auth')
+  t.match(readConfig({}).hub.rest, { auth: false }, 'without API_KEY the API is open by an explicit choice')
 
   for (const [name, value] of [['PORT', 'http'], ['PORT', '70000'], ['PORT', '1e3'], ['MAX_CONNECTIONS_PER_IP', '0'], ['MAX_CONNECTIONS_PER_IP', '1.5'], ['MAX_CONNECTIONS_PER_IP', '-1'], ['KAFKA_BROKERS', ',']] as const) {
     t.throws(() => readConfig({ [name]: value }), ConfigError, `${name}=${value} is refused`)

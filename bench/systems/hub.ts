@@ -19,7 +19,7 @@ export async function startHub (options: HubBenchOptions): Promise<SystemUnderTe
   const limit = options.maxClients + 1_000
   // Every bench client connects from 127.0.0.1 in a burst: the per-IP slot
   // limit is raised and the per-IP handshake rate limit is off.
-  const hubOptions: WsHubOptions = { heartbeatInterval: 0, maxConnections: limit, maxConnectionsPerIp: limit, handshakeRateLimit: false }
+  const hubOptions: WsHubOptions = { heartbeatIntervalMs: 0, maxConnections: limit, maxConnectionsPerIp: limit, handshakeRateLimit: false, rest: { auth: false } }
   if (options.prepared !== undefined) hubOptions.preparedFrames = options.prepared
   // EXTENSION POINT (cross-instance): a Redis or Kafka broker/registry, passed through as given.
   if (options.hubBroker !== undefined) hubOptions.broker = options.hubBroker as BrokerOption
@@ -28,12 +28,12 @@ export async function startHub (options: HubBenchOptions): Promise<SystemUnderTe
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('hub: no port')
-  const dispatcher = app.messageDispatcher
+  const hub = app.wsHub
   const onError = (err: unknown): void => { process.stderr.write(`hub: broadcast failed: ${String(err)}\n`) }
   return {
     url: `ws://127.0.0.1:${address.port}/ws${options.batch === true ? '?batch=1' : ''}`,
-    count: () => app.connectionManager.count,
-    broadcast: (payload) => { dispatcher.broadcast(payload).catch(onError) },
+    count: () => hub.stats().connections,
+    broadcast: (payload) => { hub.broadcast(payload).catch(onError) },
     stats: () => app.wsHub.stats(),
     close: () => app.close()
   }

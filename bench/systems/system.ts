@@ -44,7 +44,7 @@ export interface SystemInfo {
 }
 
 export const SYSTEMS: Record<SystemName, SystemInfo> = {
-  hub: { label: 'hub', protocol: 'hub', description: 'fastify-ws-hub from dist/, memory backends, heartbeat off, messageDispatcher.broadcast(), default options' },
+  hub: { label: 'hub', protocol: 'hub', description: 'fastify-ws-hub from dist/, memory backends, heartbeat off, wsHub.broadcast(), default options' },
   'hub-send': { label: 'hub (send)', protocol: 'hub', description: 'the same hub with preparedFrames: false: one socket.send per recipient' },
   'hub-prepared': { label: 'hub (prepared)', protocol: 'hub', description: 'the same hub with preparedFrames: true: each frame built once for all recipients' },
   'writer-send': { label: 'writer: send', protocol: 'plain', description: 'bare ws server, one Buffer per broadcast, SendWriter without coalescing (socket.send per recipient)' },
