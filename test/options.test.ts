@@ -38,6 +38,8 @@ t.test('every option has its documented default', async (t) => {
   t.equal(normalizeOptions({ metrics: false }).metrics, false)
   t.same(o.broker, { type: 'memory' })
   t.same(o.registry, { type: 'memory' })
+  t.same(o.route, {})
+  t.equal(o.queryTimeoutMs, 5000)
   t.equal(DEFAULTS.maxConnectionsPerIp, 50)
   t.notOk('heartbeatInterval' in o, 'normalized options carry only the new names')
 })
@@ -220,6 +222,9 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['metrics.prefix', { metrics: { prefix: 'bad-prefix' } }, /option "metrics.prefix" must match pattern/],
   ['metrics.path', { metrics: { path: 'metrics' } }, /option "metrics.path"/],
   ['batch', { batch: { maxDelayMs: 0, maxMessages: 1 } }, /option "batch.maxDelayMs" must be >= 1/],
+  ['route.onRequest', { route: { onRequest: 'hook' } }, /option "route.onRequest" must be a function or an array \(got "hook"\)/],
+  ['route key', { route: { onSend: () => {} } }, /option "route.onSend" is not a known option/],
+  ['queryTimeoutMs', { queryTimeoutMs: 0 }, /option "queryTimeoutMs" must be >= 1 \(got 0\)/],
   ['conflateMs', { conflateMs: 0 }, /option "conflateMs" must be >= 1/],
   ['preparedFrames', { preparedFrames: 'yes' }, /option "preparedFrames" must be boolean/],
   ['broker', { broker: 'redis' }, /option "broker" must be an object with a "type" \(got "redis"\)/],

@@ -2,6 +2,7 @@ import Type, { type Static } from 'typebox'
 import type { FastifyRequest } from 'fastify'
 import type { Registry as PromRegistry } from 'prom-client'
 import type { HubService } from '../protocol/service.js'
+import type { WsRouteOptions } from '../http/ws-route.js'
 import { OptionsError } from '../errors.js'
 import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption } from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
@@ -70,6 +71,16 @@ const ServiceSchema = opaque<HubService>(Type.Object({
   onDisconnect: Type.Optional(Fn)
 }))
 
+const Hooks = Type.Optional(Type.Union([Fn, Type.Array(Fn)]))
+
+// Hook signatures come from WsRouteOptions; the schema checks the shape.
+const RouteSchema = opaque<WsRouteOptions>(Type.Object({
+  onRequest: Hooks,
+  preValidation: Hooks,
+  preHandler: Hooks,
+  config: Type.Optional(Type.Object({}))
+}, { additionalProperties: false }))
+
 const HubSchema = Type.Object({
   path: withDefault(Path, '/ws'),
   maxConnections: withDefault(Int(1), 10_000),
@@ -87,6 +98,10 @@ const HubSchema = Type.Object({
   service: withDefault(ServiceSchema, {}),
   rest: withDefault(Type.Union([Type.Literal(false), RestSchema]), {}),
   authenticate: Type.Optional(opaque<Authenticate>(Fn)),
+  /** Your hooks and config on the WebSocket route; they run after the hub's admission checks. */
+  route: withDefault(RouteSchema, {}),
+  /** How long a cross-instance lookup (a client on another instance) may wait for the answer. */
+  queryTimeoutMs: withDefault(Int(1), 5_000),
   protocols: withDefault(Type.Array(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { minItems: 1 }), ['ws-hub.v1', 'ws-hub.v1.batch']),
   maxConnectionsPerUser: withDefault(Int(1), 10),
   revalidate: Type.Optional(opaque<Revalidate>(Fn)),
