@@ -118,10 +118,9 @@ export type RedisBrokerOptions = Static<typeof RedisBrokerSchema>
 export type KafkaBrokerOptions = Static<typeof KafkaBrokerSchema>
 export type RedisRegistryOptions = Static<typeof RedisRegistrySchema>
 
-export type BrokerOption =
-  | Static<typeof BrokerSchema>
-  /** @deprecated `broker` was renamed `transport`; the old key goes in the next release. */
-  | { type: 'custom', broker: Transport }
+export type BrokerOption = Static<typeof BrokerSchema>
+/** @deprecated `broker` was renamed `transport`; the old key goes in the next release. */
+export interface DeprecatedCustomBroker { type: 'custom', broker: Transport }
 export type RegistryOption = Static<typeof RegistrySchema>
 
 /** Backend options after normalization: every default is filled in. */

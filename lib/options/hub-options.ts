@@ -4,7 +4,7 @@ import type { Registry as PromRegistry } from 'prom-client'
 import type { HubService } from '../protocol/service.js'
 import type { WsRouteOptions } from '../http/ws-route.js'
 import { OptionsError } from '../errors.js'
-import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption } from './backend-options.js'
+import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption, type DeprecatedCustomBroker } from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
 
 export { OptionsError }
@@ -138,7 +138,7 @@ const ALIASES = [
 export type DeprecatedOptions = { [A in typeof ALIASES[number] as A['from']]?: number }
 
 /** What users pass to `fastify.register(wsHub, options)`. */
-export type WsHubOptions = Omit<Static<typeof HubSchema>, 'broker'> & DeprecatedOptions & { broker?: BrokerOption }
+export type WsHubOptions = Omit<Static<typeof HubSchema>, 'broker'> & DeprecatedOptions & { broker?: BrokerOption | DeprecatedCustomBroker }
 
 type Filled_ = Filled<typeof HubSchema>
 
