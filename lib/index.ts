@@ -199,7 +199,7 @@ export type { HubService, ServiceContext, DisconnectInfo } from './protocol/serv
 export { CloseCodes, ErrorCodes, ServerFrames, BuiltInClientFrames } from './protocol/frames.js'
 export type { ServerFrame, ClientFrame, OutgoingFrame } from './protocol/frames.js'
 export type { HubStats } from './http/rest-schemas.js'
-export type { WsRouteOptions } from './http/ws-route.js'
+export type { WsRouteOptions } from './options/route-options.js'
 export type { Transport, EnvelopeHandler, TransportState } from './cluster/transport.js'
 export type { Limiter, SlotLimits, ReserveResult } from './cluster/limiter.js'
 export type { Directory, DirectoryEntry, DirectoryPage, Page } from './cluster/directory.js'

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { SendWriter } from '../lib/connections/send-writer.js'
 import { PreparedFrameWriter } from '../lib/connections/prepared-frame.js'
-import { createSocketWriter, type SocketWriter } from '../lib/connections/socket-writer.js'
+import type { SocketWriter } from '../lib/connections/socket-writer.js'
+import { createSocketWriter } from '../lib/connections/create-socket-writer.js'
 import { expectedFrame, pair } from './helpers/raw-client.js'
 
 interface WriterCase {

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { WebSocketServer } from 'ws'
-import { createSocketWriter, type SocketWriterOptions } from '../../lib/connections/socket-writer.js'
+import { createSocketWriter, type SocketWriterOptions } from '../../lib/connections/create-socket-writer.js'
 import type { SystemUnderTest } from './system.js'
 
 /**

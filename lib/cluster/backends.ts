@@ -4,7 +4,7 @@ import type { ClusterState } from './cluster-state.js'
 import { MemoryTransport } from './memory/memory-transport.js'
 import { createMemoryClusterState } from './memory/memory-cluster-state.js'
 import { MissingPackageError, OptionsError } from '../errors.js'
-import type { BrokerOption, RegistryOption } from '../options/backend-options.js'
+import type { BrokerConfig, RegistryConfig } from '../options/backend-options.js'
 
 export interface Owned<T> {
   value: T
@@ -37,7 +37,7 @@ function isMissing (err: unknown, pkg: string): boolean {
 }
 
 /** Builds the transport the `broker` option names; null when there is nobody to talk to. */
-export async function createTransport (option: BrokerOption, log: FastifyBaseLogger): Promise<Owned<Transport | null>> {
+export async function createTransport (option: BrokerConfig, log: FastifyBaseLogger): Promise<Owned<Transport | null>> {
   switch (option.type) {
     case 'memory':
       // Without a shared bus there is nobody to talk to: skip the transport hop.
@@ -58,7 +58,7 @@ export async function createTransport (option: BrokerOption, log: FastifyBaseLog
 }
 
 /** Builds the limiter and directory the `registry` option names; they share one backend. */
-export async function createClusterState (option: RegistryOption, log: FastifyBaseLogger): Promise<Owned<ClusterState>> {
+export async function createClusterState (option: RegistryConfig, log: FastifyBaseLogger): Promise<Owned<ClusterState>> {
   switch (option.type) {
     case 'memory':
       return { value: createMemoryClusterState(), owned: true }

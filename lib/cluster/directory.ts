@@ -12,6 +12,11 @@ export interface DirectoryEntry {
   instanceId: string
 }
 
+/** The public view of a live connection: its directory entry and its topics, as only its instance knows them. */
+export interface ConnectionInfo extends DirectoryEntry {
+  topics: string[]
+}
+
 export interface Page {
   limit: number
   offset: number

@@ -1,4 +1,5 @@
 import { EnvelopeError } from '../errors.js'
+import type { ConnectionInfo } from './directory.js'
 
 /** Who a frame is for. */
 export type Target =
@@ -10,14 +11,7 @@ export type Target =
 export type PeerTarget = Extract<Target, { kind: 'client' | 'user' }>
 
 /** A connection as another instance describes it in a reply. */
-export interface RemoteConnection {
-  id: string
-  ip: string
-  userId: string | null
-  topics: string[]
-  connectedAt: string
-  instanceId: string
-}
+export type RemoteConnection = ConnectionInfo
 
 /**
  * A frame for the target's sockets. The frame is serialized once by the

@@ -5,7 +5,8 @@ import { CloseCodes, type OutgoingFrame } from '../protocol/frames.js'
 import { serializeFrame } from '../protocol/serialize.js'
 import { Batcher, type BatchOptions } from './batcher.js'
 import { probePreparedFrames } from './prepared-frame.js'
-import { createSocketWriter, type SocketWriter } from './socket-writer.js'
+import type { SocketWriter } from './socket-writer.js'
+import { createSocketWriter } from './create-socket-writer.js'
 
 export interface ConnectionManagerOptions {
   instanceId: string

@@ -1,16 +1,9 @@
 import type { WebSocket } from 'ws'
-import type { Identity } from '../options/hub-options.js'
+import type { Identity } from '../options/hooks.js'
 
-/** The public view of a live connection, as listed by the REST API. */
-export interface ConnectionInfo {
-  id: string
-  ip: string
-  userId: string | null
-  topics: string[]
-  connectedAt: string
-  /** The hub instance that holds the socket. */
-  instanceId: string
-}
+import type { ConnectionInfo } from '../cluster/directory.js'
+
+export type { ConnectionInfo }
 
 /**
  * One live socket. Kept deliberately small: a hub holds tens of thousands,

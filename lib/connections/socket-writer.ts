@@ -1,6 +1,4 @@
 import type { WebSocket } from 'ws'
-import { SendWriter } from './send-writer.js'
-import { PreparedFrameWriter } from './prepared-frame.js'
 
 /**
  * How the connection manager puts text frames on sockets. Delivery is at
@@ -22,19 +20,4 @@ export interface SocketWriter {
   unsentBytes: (socket: WebSocket) => number
   /** Sends now what the writer holds back until the end of the tick. */
   flush: () => void
-}
-
-export interface SocketWriterOptions {
-  /**
-   * true: build each frame once for all its recipients, through ws internals
-   * checked at startup (lib/connections/prepared-frame.ts). false: `socket.send`.
-   */
-  preparedFrames: boolean
-  /** Coalesce each socket's writes of a tick into one syscall. Default true. */
-  coalesce?: boolean
-}
-
-export function createSocketWriter (options: SocketWriterOptions): SocketWriter {
-  const coalesce = options.coalesce ?? true
-  return options.preparedFrames ? new PreparedFrameWriter({ coalesce }) : new SendWriter({ coalesce })
 }

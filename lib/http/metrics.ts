@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Registry as PromRegistry } from 'prom-client'
 import type { Telemetry } from '../telemetry.js'
-import type { HubStats } from '../index.js'
+import type { HubStats } from './rest-schemas.js'
 import type { RestAuth } from '../options/hub-options.js'
 import { authHook } from './rest-auth.js'
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, FastifySchema, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, FastifySchema } from 'fastify'
+import type { WsRouteOptions } from '../options/route-options.js'
 import type { WebSocket } from 'ws'
 import { Connection } from '../connections/connection.js'
 import type { ConnectionManager } from '../connections/connection-manager.js'
@@ -11,19 +12,6 @@ import { normalizeIp } from '../connections/ip.js'
 import { serializeFrame } from '../protocol/serialize.js'
 import type { Telemetry } from '../telemetry.js'
 import type { WsHub } from '../hub.js'
-
-/**
- * What an application may add to the WebSocket route. Its hooks run after
- * the hub's admission checks (origin, rates, limits, authentication), so a
- * refused or flooding client never reaches them.
- */
-export interface WsRouteOptions {
-  onRequest?: onRequestHookHandler | onRequestHookHandler[]
-  preValidation?: preValidationHookHandler | preValidationHookHandler[]
-  preHandler?: preHandlerHookHandler | preHandlerHookHandler[]
-  /** Route config, readable by other plugins' hooks as `request.routeOptions.config`. */
-  config?: Record<string, unknown>
-}
 
 export interface WsRouteDeps {
   options: NormalizedOptions

@@ -1,8 +1,8 @@
 import Type, { type Static } from 'typebox'
-import type { FastifyRequest } from 'fastify'
 import type { Registry as PromRegistry } from 'prom-client'
 import type { HubService } from '../protocol/service.js'
-import type { WsRouteOptions } from '../http/ws-route.js'
+import type { WsRouteOptions } from './route-options.js'
+import type { Authenticate, RestAuth, Revalidate } from './hooks.js'
 import { OptionsError } from '../errors.js'
 import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption, type DeprecatedCustomBroker } from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
@@ -13,22 +13,7 @@ export type {
   RedisBrokerOptions, KafkaBrokerOptions, RedisRegistryOptions
 } from './backend-options.js'
 
-export type RestAuth = (request: FastifyRequest) => boolean | Promise<boolean>
-
-/** Who a connection belongs to. Extra claims are kept for your hooks. */
-export interface Identity {
-  userId: string
-  [claim: string]: unknown
-}
-
-/**
- * Runs before the upgrade. Return an identity to accept, `null` to refuse
- * with 401. A throw also refuses with 401 (and is logged).
- */
-export type Authenticate = (request: FastifyRequest) => Promise<Identity | null> | Identity | null
-
-/** Re-checks a live session; false (or a throw) closes the socket with 1008. */
-export type Revalidate = (identity: Identity, clientId: string) => Promise<boolean> | boolean
+export type { RestAuth, Identity, Authenticate, Revalidate } from './hooks.js'
 
 export const REST_ROUTE_NAMES = [
   'listConnections', 'getConnection', 'closeConnection', 'broadcast', 'sendToConnection',
@@ -101,7 +86,7 @@ const HubSchema = Type.Object({
   /** Your hooks and config on the WebSocket route; they run after the hub's admission checks. */
   route: withDefault(RouteSchema, {}),
   /** How long a cross-instance lookup (a client on another instance) may wait for the answer. */
-  queryTimeoutMs: withDefault(Int(1), 5_000),
+  queryTimeoutMs: withDefault(Int(1), 2_000),
   protocols: withDefault(Type.Array(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { minItems: 1 }), ['ws-hub.v1', 'ws-hub.v1.batch']),
   maxConnectionsPerUser: withDefault(Int(1), 10),
   revalidate: Type.Optional(opaque<Revalidate>(Fn)),
