@@ -7,7 +7,7 @@ t.test('clients that opt in get {"type":"batch"} frames; others are unaffected',
   const byProtocol = await new TestClient(wsUrl, ['ws-hub.v1.batch'] as never).ready()
   const plain = await connect(wsUrl)
   t.equal(byProtocol.socket.protocol, 'ws-hub.v1.batch')
-  for (let n = 0; n < 5; n++) await app.messageDispatcher.broadcast(n)
+  for (let n = 0; n < 5; n++) await app.wsHub.broadcast(n)
 
   for (const client of [byQuery, byProtocol]) {
     const batch = await client.next('batch')
@@ -31,7 +31,7 @@ t.test('maxMessages flushes a full batch at once; inner frames are the frames un
   plain.socket.on('message', (data) => plainRaw.push(data.toString()))
   const batchedRaw: string[] = []
   batched.socket.on('message', (data) => batchedRaw.push(data.toString()))
-  for (let n = 0; n < 3; n++) await app.messageDispatcher.broadcast({ n, text: 'é"\\' })
+  for (let n = 0; n < 3; n++) await app.wsHub.broadcast({ n, text: 'é"\\' })
   const batch = await batched.next('batch', 2000)
   t.equal((batch.messages as unknown[]).length, 3, 'flushed without waiting for the minute-long delay')
   await plain.next('server-broadcast')
@@ -44,14 +44,14 @@ t.test('maxMessages flushes a full batch at once; inner frames are the frames un
 t.test('batch: false ignores the opt-in', async (t) => {
   const { wsUrl, app } = await build(t, { batch: false })
   const c = await connect(`${wsUrl}?batch=1`)
-  await app.messageDispatcher.broadcast('x')
+  await app.wsHub.broadcast('x')
   t.equal((await c.next('server-broadcast')).message, 'x')
 })
 
 t.test('queued batches go out before the 1001 on shutdown', async (t) => {
   const { wsUrl, app } = await build(t, { batch: { maxDelayMs: 60_000, maxMessages: 100 } })
   const c = await connect(`${wsUrl}?batch=1`)
-  await app.messageDispatcher.broadcast('last words')
+  await app.wsHub.broadcast('last words')
   await app.close()
   const batch = await c.next('batch')
   t.equal((batch.messages as Array<{ message: string }>)[0]?.message, 'last words')
@@ -64,10 +64,10 @@ t.test('conflation: a burst reaches subscribers as first and latest, the rest co
   c.send({ type: 'subscribe', topic: 'prices', id: 1 })
   await c.next('ack')
   const reports = []
-  for (let n = 1; n <= 1000; n++) reports.push(await app.messageDispatcher.publish('prices', { price: n }, { conflate: 'ACME', throttleMs: 50 }))
+  for (let n = 1; n <= 1000; n++) reports.push(await app.wsHub.publish('prices', { price: n }, { conflate: 'ACME', throttleMs: 50 }))
   t.same(reports[0], { recipients: 1, remoteInstances: 0 }, 'the first goes out at once')
   t.same(reports[1], { recipients: 0, remoteInstances: 0, conflated: true })
-  await app.messageDispatcher.publish('prices', { other: true }, { conflate: 'OTHER', throttleMs: 50 })
+  await app.wsHub.publish('prices', { other: true }, { conflate: 'OTHER', throttleMs: 50 })
   t.same((await c.next('publish')).message, { price: 1 })
   t.same((await c.next('publish')).message, { other: true }, 'keys are independent')
   t.same((await c.next('publish')).message, { price: 1000 }, 'then the latest, at the window\'s end')

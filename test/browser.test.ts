@@ -134,7 +134,8 @@ if (haveChromium(t)) {
     t.not(bId2, bId, 'B has a new client id')
     await item(a, 'system', 'Reconnected.').waitFor({ timeout: WAIT_MS })
     const restarted = app
-    await until(() => restarted.connectionManager.subscribers('prices').size === 2, WAIT_MS, 'both pages subscribed to prices again')
+    // The example runs the built package, so it is asked through its public facade.
+    await until(async () => (await restarted.wsHub.list()).connections.filter((c) => c.topics.includes('prices')).length === 2, WAIT_MS, 'both pages subscribed to prices again')
     await send(b, 'back again')
     await item(a, 'message', 'back again').waitFor({ timeout: WAIT_MS })
 

@@ -20,6 +20,7 @@ import {
 import { routeMessage, type FrameSink } from '../lib/client/frame-router.js'
 import { HubProtocolError } from '../lib/index.js'
 import { build, type Tap } from './helpers.js'
+import { internalsOf } from '../lib/internals.js'
 
 const FAST_RECONNECT = { initialDelayMs: 10, maxDelayMs: 50, factor: 2, jitter: 0 }
 
@@ -67,7 +68,7 @@ t.test('connect resolves with the client id of the welcome', async (t) => {
   t.equal(hub.state, 'open')
   t.equal((await welcomed).clientId, clientId, 'the welcome frame is an event too')
   t.same(states, ['connecting', 'open'])
-  t.ok(app.connectionManager.get(clientId), 'the hub holds that id')
+  t.ok(internalsOf(app.wsHub).connections.get(clientId), 'the hub holds that id')
   t.equal(await hub.connect(), clientId, 'connect() on an open client resolves at once')
 
   await hub.close()
@@ -251,7 +252,7 @@ t.test('requests pending when the socket closes are rejected, not left hanging',
   const id = await hub.connect()
   const pending = [hub.request({ type: 'stall' }), hub.request({ type: 'stall' })]
   const closed = next(hub, 'close')
-  app.connectionManager.closeById(id, 1011, 'server bug')
+  internalsOf(app.wsHub).connections.closeById(id, 1011, 'server bug')
   for (const promise of pending) {
     const err = await rejection(promise)
     t.equal(err.code, 'disconnected')
@@ -273,7 +274,7 @@ t.test('reconnects after the server drops the socket and subscribes again', asyn
   hub.on('state', ({ state }) => states.push(state))
   const reopened = next(hub, 'open')
   const closed = next(hub, 'close')
-  app.connectionManager.closeById(firstId, 1011, 'x')
+  internalsOf(app.wsHub).connections.closeById(firstId, 1011, 'x')
   t.match(await closed, { code: 1011, willReconnect: true })
   const open = await reopened
   t.equal(open.reconnected, true)
@@ -289,7 +290,7 @@ t.test('reconnects after the server drops the socket and subscribes again', asyn
   // A server killed without a close frame: 1006, reconnected too.
   const again = next(hub, 'open')
   for (const socket of app.websocketServer.clients) {
-    if (app.connectionManager.get(open.clientId)?.socket === socket) socket.terminate()
+    if (internalsOf(app.wsHub).connections.get(open.clientId)?.socket === socket) socket.terminate()
   }
   t.not((await again).clientId, open.clientId)
 })
@@ -307,13 +308,13 @@ t.test('close codes 4000 and 1008 are not retried by default; noReconnectCodes c
   const policy = client(t, wsUrl)
   const policyId = await policy.connect()
   const policyClosed = next(policy, 'close')
-  app.connectionManager.closeById(policyId, 1008, 'session expired')
+  internalsOf(app.wsHub).connections.closeById(policyId, 1008, 'session expired')
   t.match(await policyClosed, { code: 1008, willReconnect: false })
 
   const stubborn = client(t, wsUrl, { noReconnectCodes: [] })
   const stubbornId = await stubborn.connect()
   const reopened = next(stubborn, 'open')
-  app.connectionManager.closeById(stubbornId, 4000, 'closed by server')
+  internalsOf(app.wsHub).connections.closeById(stubbornId, 4000, 'closed by server')
   t.equal((await reopened).reconnected, true, 'with noReconnectCodes: [] even 4000 is retried')
 })
 

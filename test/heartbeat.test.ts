@@ -3,7 +3,6 @@ import type { WebSocket } from 'ws'
 import { Heartbeat, type Timers } from '../lib/connections/heartbeat.js'
 import { Connection } from '../lib/connections/connection.js'
 import { ConnectionManager } from '../lib/connections/connection-manager.js'
-import { MemoryRegistry } from '../lib/cluster/memory/memory-registry.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
 
 /** Timers the test advances by hand. */
@@ -22,7 +21,7 @@ class FakeTimers implements Timers {
 }
 
 t.test('a socket that misses a pong is terminated on the next tick', async (t) => {
-  const manager = new ConnectionManager({ instanceId: 'i', maxBufferedBytes: 100, registry: new MemoryRegistry(), log: recordingLogger().log })
+  const manager = new ConnectionManager({ instanceId: 'i', maxBufferedBytes: 100, log: recordingLogger().log })
   const mute = new FakeSocket()
   const lively = new FakeSocket()
   const a = new Connection('a', 'ip', null, mute as unknown as WebSocket)
@@ -50,7 +49,7 @@ t.test('a socket that misses a pong is terminated on the next tick', async (t) =
 })
 
 t.test('interval 0 never schedules', async (t) => {
-  const manager = new ConnectionManager({ instanceId: 'i', maxBufferedBytes: 100, registry: new MemoryRegistry(), log: recordingLogger().log })
+  const manager = new ConnectionManager({ instanceId: 'i', maxBufferedBytes: 100, log: recordingLogger().log })
   const timers = new FakeTimers()
   new Heartbeat(manager, 0, timers).start()
   t.equal(timers.callback, null)

@@ -16,7 +16,7 @@ export interface Built {
 /** A hub listening on an ephemeral loopback port, closed when the test ends. */
 export async function build (t: Tap, options: WsHubOptions = {}, server: FastifyServerOptions = {}, setup?: (app: FastifyInstance) => void | Promise<void>): Promise<Built> {
   const app = Fastify({ logger: false, ...server })
-  await app.register(wsHub, { heartbeatInterval: 0, ...options })
+  await app.register(wsHub, testDefaults(options))
   if (setup !== undefined) await setup(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
@@ -24,6 +24,18 @@ export async function build (t: Tap, options: WsHubOptions = {}, server: Fastify
   if (address === null || typeof address === 'string') throw new Error('no address')
   const path = options.path ?? '/ws'
   return { app, port: address.port, url: `http://127.0.0.1:${address.port}`, wsUrl: `ws://127.0.0.1:${address.port}${path}` }
+}
+
+/**
+ * Tests run without heartbeats unless they ask, and with the push API open
+ * on purpose unless they choose an auth (register refuses to guess).
+ */
+export function testDefaults (options: WsHubOptions): WsHubOptions {
+  const out: WsHubOptions = { ...options }
+  if (out.heartbeatIntervalMs === undefined && out.heartbeatInterval === undefined) out.heartbeatIntervalMs = 0
+  if (out.rest === undefined) out.rest = { auth: false }
+  else if (out.rest !== false && out.rest.auth === undefined) out.rest = { ...out.rest, auth: false }
+  return out
 }
 
 export type Frame = Record<string, unknown> & { type: string }

@@ -12,6 +12,7 @@ import fc from 'fast-check'
 import { WebSocket } from 'ws'
 import { build, connect, handshakeStatus, until, type Frame } from './helpers.js'
 import { BuiltInClientFrames } from '../lib/index.js'
+import { internalsOf } from '../lib/internals.js'
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
@@ -42,7 +43,7 @@ t.test('oversize in one frame and across many fragments -> 1009, heap not grown'
     }
     t.equal((await fragmented.closed).code, 1009)
   }
-  await until(() => app.connectionManager.count === 1)
+  await until(() => internalsOf(app.wsHub).connections.count === 1)
   const grown = heapUsed() - before
   t.ok(grown < 8 * 1024 * 1024, `heap grew ${Math.round(grown / 1024)} KiB after 40 refused megabyte messages`)
   bystander.send({ type: 'ping', id: 'b' })
@@ -124,8 +125,8 @@ t.test('50 parallel handshakes from one IP with a slow authenticate: exactly the
   t.equal(results.filter((r) => r.status === 101).length, 10)
   t.equal(results.filter((r) => r.status === 429).length, 40)
   for (const r of results) r.socket?.close()
-  await until(async () => (await app.wsHub.registry.ipCount('127.0.0.1')) === 0 && app.connectionManager.count === 0)
-  t.equal(await app.wsHub.registry.totalCount(), 0)
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1')) === 0 && internalsOf(app.wsHub).connections.count === 0)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.totalCount(), 0)
 })
 
 t.test('1000 clients that hang up mid-authentication or send a bad Sec-WebSocket-Key: counts and handles return to baseline', async (t) => {
@@ -156,9 +157,9 @@ t.test('1000 clients that hang up mid-authentication or send a bad Sec-WebSocket
     await Promise.all(Array.from({ length: 100 }, async (_, n) => attack(n % 2 === 0)))
   }
   t.ok(authenticating > 100, 'many were inside authenticate when they hung up')
-  await until(async () => (await app.wsHub.registry.totalCount()) === 0, 10_000, 'slots released')
-  t.equal(await app.wsHub.registry.ipCount('127.0.0.1'), 0)
-  t.equal(app.connectionManager.count, 0)
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.totalCount()) === 0, 10_000, 'slots released')
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1'), 0)
+  t.equal(internalsOf(app.wsHub).connections.count, 0)
   await until(() => activeHandles() <= handlesBefore, 10_000, 'handles back to baseline')
   const ok = await handshakeStatus(wsUrl)
   t.equal(ok.status, 101, 'the hub still serves')

@@ -3,6 +3,7 @@ import Fastify from 'fastify'
 import { WebSocket } from 'ws'
 import wsHub from '../lib/index.js'
 import { build, connect, TestClient, until } from './helpers.js'
+import { internalsOf } from '../lib/internals.js'
 
 t.test('a slow consumer is cut off with 4008 and the others keep receiving', async (t) => {
   const { wsUrl, app } = await build(t, { maxBufferedBytes: 64 * 1024 })
@@ -14,14 +15,14 @@ t.test('a slow consumer is cut off with 4008 and the others keep receiving', asy
   fast.socket.on('message', () => { fastGot++ })
   // Broadcast until the paused client's unsent bytes pass the limit; the
   // kernel buffers absorb the first few hundred KiB.
-  for (let n = 0; n < 2000 && app.connectionManager.get(slow.clientId) !== undefined; n++) {
-    await app.messageDispatcher.broadcast(payload)
+  for (let n = 0; n < 2000 && internalsOf(app.wsHub).connections.get(slow.clientId) !== undefined; n++) {
+    await app.wsHub.broadcast(payload)
     if (n % 20 === 0) await new Promise((resolve) => setImmediate(resolve))
   }
-  t.equal(app.connectionManager.get(slow.clientId), undefined, 'the slow client was unregistered')
+  t.equal(internalsOf(app.wsHub).connections.get(slow.clientId), undefined, 'the slow client was unregistered')
   t.equal(app.wsHub.stats().slowConsumerCloses, 1)
-  t.ok(app.connectionManager.get(fast.clientId), 'the fast client is still registered')
-  await app.messageDispatcher.broadcast('after')
+  t.ok(internalsOf(app.wsHub).connections.get(fast.clientId), 'the fast client is still registered')
+  await app.wsHub.broadcast('after')
   await until(() => fast.frames.some((f) => f.message === 'after') || fastGot > 0)
   slow.socket.resume()
   const closed = await slow.closed
@@ -42,10 +43,10 @@ t.test('heartbeat terminates a client that stops answering pings', async (t) => 
   await mute.ready()
   const closed = await mute.closed
   t.equal(closed.code, 1006, 'terminated, not closed politely')
-  t.equal(app.connectionManager.get(mute.clientId), undefined)
+  t.equal(internalsOf(app.wsHub).connections.get(mute.clientId), undefined)
   t.ok(app.wsHub.stats().heartbeatTerminations >= 1)
   await until(() => pings >= 4, 10_000, 'four pings to the healthy client')
-  t.ok(app.connectionManager.get(healthy.clientId), 'a client that pongs survives several intervals')
+  t.ok(internalsOf(app.wsHub).connections.get(healthy.clientId), 'a client that pongs survives several intervals')
   t.equal(healthy.socket.readyState, WebSocket.OPEN)
 })
 
@@ -63,13 +64,13 @@ t.test('heartbeatInterval 0 disables pings', async (t) => {
   witness.socket.on('ping', () => { witnessed++ })
   await until(() => witnessed >= 3, 10_000, 'three pings from the reference hub')
   t.equal(pinged, false)
-  t.ok(app.connectionManager.get(mute.clientId))
+  t.ok(internalsOf(app.wsHub).connections.get(mute.clientId))
   t.ok(await mute.nothingBefore('error'), 'and it is still served')
 })
 
 t.test('fastify.close() sends 1001 to every client and does not hang', async (t) => {
   const app = Fastify()
-  await app.register(wsHub, { heartbeatInterval: 0 })
+  await app.register(wsHub, { heartbeatInterval: 0, rest: { auth: false } })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no address')
@@ -87,7 +88,7 @@ t.test('fastify.close() sends 1001 to every client and does not hang', async (t)
 
 t.test('a client that never answers the close is terminated after closeTimeout', async (t) => {
   const app = Fastify()
-  await app.register(wsHub, { heartbeatInterval: 0, closeTimeout: 200 })
+  await app.register(wsHub, { heartbeatInterval: 0, closeTimeout: 200, rest: { auth: false } })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no address')
@@ -109,7 +110,7 @@ t.test('a message over maxPayload closes the socket with 1009', async (t) => {
   client.send({ type: 'broadcast', message: 'x'.repeat(2000) })
   const closed = await client.closed
   t.equal(closed.code, 1009)
-  await until(() => app.connectionManager.get(client.clientId) === undefined)
+  await until(() => internalsOf(app.wsHub).connections.get(client.clientId) === undefined)
   other.send({ type: 'ping', id: 1 })
   t.equal((await other.next('pong')).id, 1, 'others unaffected')
 })
@@ -126,31 +127,34 @@ t.test('maxPayload default accepts 64 KiB and refuses more', async (t) => {
 t.test('a dead socket found during a send is cleaned up', async (t) => {
   const { wsUrl, app } = await build(t)
   const client = await connect(wsUrl)
-  const connection = app.connectionManager.get(client.clientId)
+  const connection = internalsOf(app.wsHub).connections.get(client.clientId)
   if (connection === undefined) throw new Error('not registered')
   // Simulate a socket that died without its close event reaching us yet.
   Object.defineProperty(connection.socket, 'readyState', { value: WebSocket.CLOSED })
-  const report = await app.messageDispatcher.broadcast('hello')
+  const report = await app.wsHub.broadcast('hello')
   t.equal(report.recipients, 0)
-  t.equal(app.connectionManager.get(client.clientId), undefined)
+  t.equal(internalsOf(app.wsHub).connections.get(client.clientId), undefined)
   t.equal(app.wsHub.stats().deadSocketsRemoved, 1)
   client.socket.terminate()
 })
 
 t.test('shutdown finishes when the registry fails, and leaves a user-passed broker open', async (t) => {
-  const { MemoryRegistry } = await import('../lib/index.js')
-  const registry = new MemoryRegistry()
-  registry.leave = async () => { throw new Error('registry down') }
+  const { MemoryLimiter } = await import('../lib/cluster/memory/memory-limiter.js')
+  const { MemoryDirectory } = await import('../lib/cluster/memory/memory-directory.js')
+  const directory = new MemoryDirectory()
+  directory.leave = async () => { throw new Error('registry down') }
   const broker = {
     start: async () => {},
     publish: async () => {},
+    subscribe: async () => {},
+    unsubscribe: async () => {},
     state: () => 'down' as const,
     closed: false,
     async close () { this.closed = true }
   }
   const lines: string[] = []
   const app = Fastify({ logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } })
-  await app.register(wsHub, { heartbeatInterval: 0, broker: { type: 'custom', broker }, registry: { type: 'custom', registry } })
+  await app.register(wsHub, { heartbeatIntervalMs: 0, rest: { auth: false }, broker: { type: 'custom', transport: broker }, registry: { type: 'custom', limiter: new MemoryLimiter(), directory } })
   await app.ready()
   await app.close()
   t.ok(lines.some((l) => l.includes('registry leave failed')))
@@ -164,8 +168,8 @@ t.test('a reading client survives a one-tick burst larger than maxBufferedBytes'
   const client = await connect(wsUrl)
   const payload = 'y'.repeat(16 * 1024)
   // broadcast writes synchronously before its first await: all 20 in one tick.
-  const sends = Array.from({ length: 20 }, async () => app.messageDispatcher.broadcast(payload))
-  t.ok(app.connectionManager.get(client.clientId), 'still registered after 320 KiB in one tick')
+  const sends = Array.from({ length: 20 }, async () => app.wsHub.broadcast(payload))
+  t.ok(internalsOf(app.wsHub).connections.get(client.clientId), 'still registered after 320 KiB in one tick')
   await Promise.all(sends)
   for (let n = 0; n < 20; n++) await client.next('server-broadcast')
   t.equal(app.wsHub.stats().slowConsumerCloses, 0)

@@ -3,6 +3,7 @@ import net from 'node:net'
 import { build, connect, handshakeStatus, until } from './helpers.js'
 import { normalizeIp } from '../lib/index.js'
 import type { WebSocket } from 'ws'
+import { internalsOf } from '../lib/internals.js'
 
 t.test('normalizeIp folds IPv4-mapped IPv6 to IPv4', async (t) => {
   t.equal(normalizeIp('::ffff:1.2.3.4'), '1.2.3.4')
@@ -23,14 +24,14 @@ t.test('50 concurrent handshakes from one IP: exactly the limit succeed, counts 
   t.equal(refused.length, 50 - limit)
   const body = JSON.parse(refused[0]?.body ?? '{}')
   t.same(body, { statusCode: 429, error: 'Too Many Requests', code: 'ip_limit', message: `too many connections from this address (limit ${limit})` })
-  t.equal(await app.wsHub.registry.ipCount('127.0.0.1'), limit)
-  t.equal(app.connectionManager.ipCount('127.0.0.1'), limit)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1'), limit)
+  t.equal(internalsOf(app.wsHub).connections.ipCount('127.0.0.1'), limit)
   t.equal(app.wsHub.stats().handshakes.rejectedIpLimit, 50 - limit)
 
   for (const r of opened) r.socket?.close()
-  await until(async () => (await app.wsHub.registry.ipCount('127.0.0.1')) === 0, 3000, 'slots released')
-  t.equal(app.connectionManager.ipCount('127.0.0.1'), 0)
-  t.equal(await app.wsHub.registry.totalCount(), 0)
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1')) === 0, 3000, 'slots released')
+  t.equal(internalsOf(app.wsHub).connections.ipCount('127.0.0.1'), 0)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.totalCount(), 0)
   const again = await handshakeStatus(wsUrl)
   t.equal(again.status, 101, 'a slot is free again')
   again.socket?.close()
@@ -68,7 +69,7 @@ t.test('over the total cap: 503, and other IPs count toward it', async (t) => {
   t.equal(JSON.parse(refused.body ?? '{}').code, 'total_limit')
   t.equal(app.wsHub.stats().handshakes.rejectedTotalLimit, 1)
   for (const s of held) s.close()
-  await until(async () => (await app.wsHub.registry.totalCount()) === 0)
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.totalCount()) === 0)
 })
 
 t.test('a plain HTTP GET on the path gets 400 and reserves nothing', async (t) => {
@@ -76,7 +77,7 @@ t.test('a plain HTTP GET on the path gets 400 and reserves nothing', async (t) =
   const res = await fetch(`${url}/ws`)
   t.equal(res.status, 400)
   t.same(await res.json(), { statusCode: 400, error: 'Bad Request', code: 'upgrade_required', message: 'this endpoint accepts WebSocket connections only' })
-  t.equal(await app.wsHub.registry.totalCount(), 0)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.totalCount(), 0)
 })
 
 t.test('a handshake ws rejects (bad Sec-WebSocket-Key) releases its slot', async (t) => {
@@ -91,7 +92,7 @@ t.test('a handshake ws rejects (bad Sec-WebSocket-Key) releases its slot', async
     socket.on('close', () => resolve(text.split('\r\n')[0] ?? ''))
   })))
   t.ok(statuses.every((s) => /^HTTP\/1\.1 (400|429)/.test(s)), 'refused')
-  await until(async () => (await app.wsHub.registry.ipCount('127.0.0.1')) === 0, 3000, 'slots released')
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1')) === 0, 3000, 'slots released')
   const ok = await handshakeStatus(wsUrl)
   t.equal(ok.status, 101)
   ok.socket?.close()
@@ -115,10 +116,10 @@ t.test('a client that hangs up while a later hook runs releases its slot', async
     socket.on('error', () => {})
   })))
   t.ok(entered > 0, 'some reached the slow hook holding a slot')
-  await until(async () => (await app.wsHub.registry.ipCount('127.0.0.1')) === 0, 3000, 'slots released')
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1')) === 0, 3000, 'slots released')
   await new Promise((resolve) => setTimeout(resolve, 300))
-  t.equal(await app.wsHub.registry.ipCount('127.0.0.1'), 0, 'and never negative or re-taken')
-  t.equal(app.connectionManager.count, 0)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1'), 0, 'and never negative or re-taken')
+  t.equal(internalsOf(app.wsHub).connections.count, 0)
 })
 
 // Fastify 5.12 makes a bare hop count fail closed, so the proxy is named by
@@ -128,7 +129,7 @@ t.test('with trustProxy naming the proxy, the rightmost untrusted address is the
   const { wsUrl, app } = await build(t, { maxConnectionsPerIp: 1 }, { trustProxy: '127.0.0.1' })
   const a = await handshakeStatus(wsUrl, { headers: { 'x-forwarded-for': '1.1.1.1, 10.0.0.9' } })
   t.equal(a.status, 101)
-  t.equal(await app.wsHub.registry.ipCount('10.0.0.9'), 1)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.ipCount('10.0.0.9'), 1)
   const spoofed = await handshakeStatus(wsUrl, { headers: { 'x-forwarded-for': '2.2.2.2, ::ffff:10.0.0.9' } })
   t.equal(spoofed.status, 429, 'a new leftmost entry does not escape the limit')
   const other = await handshakeStatus(wsUrl, { headers: { 'x-forwarded-for': '10.0.0.10' } })
@@ -156,16 +157,17 @@ t.test('IPv6 clients in one /64 share one per-IP budget', async (t) => {
   t.equal(sameNet.status, 429)
   const otherNet = await handshakeStatus(wsUrl, { headers: { 'x-forwarded-for': '2001:db8:0:2::a' } })
   t.equal(otherNet.status, 101)
-  t.equal(await app.wsHub.registry.ipCount('2001:db8:0:1:0:0:0:0/64'), 1)
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.ipCount('2001:db8:0:1:0:0:0:0/64'), 1)
   a.socket?.close()
   otherNet.socket?.close()
 })
 
 t.test('a registry that cannot reserve (backend down) refuses with 503 and Retry-After', async (t) => {
-  const { MemoryRegistry } = await import('../lib/index.js')
-  const registry = new MemoryRegistry()
-  registry.reserve = async () => { throw new Error('redis down') }
-  const { wsUrl, app } = await build(t, { registry: { type: 'custom', registry } })
+  const { MemoryLimiter } = await import('../lib/cluster/memory/memory-limiter.js')
+  const { MemoryDirectory } = await import('../lib/cluster/memory/memory-directory.js')
+  const limiter = new MemoryLimiter()
+  limiter.reserve = async () => { throw new Error('redis down') }
+  const { wsUrl, app } = await build(t, { registry: { type: 'custom', limiter, directory: new MemoryDirectory() } })
   const r = await handshakeStatus(wsUrl)
   t.equal(r.status, 503)
   t.equal(JSON.parse(r.body ?? '{}').code, 'registry_unavailable')

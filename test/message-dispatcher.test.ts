@@ -3,31 +3,36 @@ import type { WebSocket } from 'ws'
 import { Connection } from '../lib/connections/connection.js'
 import { ConnectionManager } from '../lib/connections/connection-manager.js'
 import { MessageDispatcher } from '../lib/dispatch/message-dispatcher.js'
-import { MemoryRegistry } from '../lib/cluster/memory/memory-registry.js'
-import type { Broker, PublishOptions } from '../lib/cluster/transport.js'
-import type { Envelope } from '../lib/cluster/envelope.js'
+import { MemoryDirectory } from '../lib/cluster/memory/memory-directory.js'
+import type { Transport } from '../lib/cluster/transport.js'
+import type { DeliverEnvelope, Envelope } from '../lib/cluster/envelope.js'
+import { QueryTimeoutError } from '../lib/errors.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
 
-class FakeBroker implements Broker {
-  readonly published: Array<{ envelope: Envelope, options: PublishOptions }> = []
+class FakeTransport implements Transport {
+  readonly published: Array<{ envelope: Envelope, options: { instances?: readonly string[] } }> = []
   fail = false
   async start (): Promise<void> {}
-  async publish (envelope: Envelope, options: PublishOptions = {}): Promise<void> {
+  async publish (envelope: Envelope, to?: readonly string[]): Promise<void> {
     if (this.fail) throw new Error('broker down')
-    this.published.push({ envelope, options })
+    this.published.push({ envelope, options: to === undefined ? {} : { instances: [...to] } })
   }
 
+  async subscribe (): Promise<void> {}
+  async unsubscribe (): Promise<void> {}
   state (): 'up' { return 'up' }
   async close (): Promise<void> {}
 }
 
-async function setup (withBroker = true) {
-  const registry = new MemoryRegistry()
+const entry = (id: string, instanceId: string, userId: string | null = null) => ({ id, ip: 'x', userId, connectedAt: '', instanceId })
+
+async function setup (withBroker = true, queryTimeoutMs = 1000) {
+  const registry = new MemoryDirectory()
   await registry.join('i1')
   const { log, lines } = recordingLogger()
-  const connections = new ConnectionManager({ instanceId: 'i1', maxBufferedBytes: 1 << 20, registry, log })
-  const broker = new FakeBroker()
-  const dispatcher = new MessageDispatcher({ instanceId: 'i1', connections, registry, broker: withBroker ? broker : null, log })
+  const connections = new ConnectionManager({ instanceId: 'i1', maxBufferedBytes: 1 << 20, log })
+  const broker = new FakeTransport()
+  const dispatcher = new MessageDispatcher({ instanceId: 'i1', connections, directory: registry, transport: withBroker ? broker : null, log, conflateMs: 100, queryTimeoutMs })
   const sockets = new Map<string, FakeSocket>()
   const add = (id: string, userId: string | null = null) => {
     const socket = new FakeSocket()
@@ -52,7 +57,7 @@ t.test('broadcast: serialized once, written to all, handed to the broker', async
   t.match(frame, { type: 'server-broadcast', message: { x: 1 }, timestamp: /Z$/ })
   t.equal(broker.published.length, 1)
   t.equal(broker.published[0]?.envelope.origin, 'i1')
-  t.equal(broker.published[0]?.envelope.frame, sockets.get('a')?.sent[0], 'the broker carries the exact bytes')
+  t.equal((broker.published[0]?.envelope as DeliverEnvelope).frame, sockets.get('a')?.sent[0], 'the broker carries the exact bytes')
   t.same(broker.published[0]?.options, {})
 })
 
@@ -74,10 +79,11 @@ t.test('sendTo a local client does not touch the broker', async (t) => {
 
 t.test('sendTo a client on another instance goes only to that instance', async (t) => {
   const { dispatcher, registry, broker } = await setup()
-  await registry.add({ id: 'far', ip: 'x', userId: null, topics: [], connectedAt: '', instanceId: 'i2' })
+  await registry.join('i2')
+  await registry.add(entry('far', 'i2'))
   t.same(await dispatcher.sendTo('far', 'hi'), { recipients: 0, remoteInstances: 1 })
   t.same(broker.published[0]?.options, { instances: ['i2'] })
-  t.same(broker.published[0]?.envelope.target, { kind: 'client', id: 'far' })
+  t.same((broker.published[0]?.envelope as DeliverEnvelope).target, { kind: 'client', id: 'far' })
 })
 
 t.test('sendTo an unknown client reports nobody', async (t) => {
@@ -89,7 +95,8 @@ t.test('sendTo an unknown client reports nobody', async (t) => {
 t.test('sendToUser reaches every local connection of the user and the instances holding others', async (t) => {
   const { dispatcher, add, sockets, registry, broker } = await setup()
   add('a', 'alice'); add('b', 'alice'); add('c', 'bob')
-  await registry.add({ id: 'far', ip: 'x', userId: 'alice', topics: [], connectedAt: '', instanceId: 'i2' })
+  await registry.join('i2')
+  await registry.add(entry('far', 'i2', 'alice'))
   t.same(await dispatcher.sendToUser('alice', 'yo'), { recipients: 2, remoteInstances: 1 })
   t.match(sockets.get('a')?.frames()[0], { type: 'direct', from: 'server', user: 'alice', message: 'yo' })
   t.equal(sockets.get('c')?.sent.length, 0)
@@ -121,8 +128,8 @@ t.test('receive delivers remote envelopes byte for byte and ignores its own', as
   const { dispatcher, add, sockets } = await setup()
   add('a')
   const frame = '{"type":"message","from":"far","message":"é","timestamp":"2020-01-01T00:00:00.000Z"}'
-  dispatcher.receive({ origin: 'i2', target: { kind: 'all' }, frame })
-  dispatcher.receive({ origin: 'i1', target: { kind: 'all' }, frame })
+  dispatcher.receive({ type: 'deliver', origin: 'i2', target: { kind: 'all' }, frame })
+  dispatcher.receive({ type: 'deliver', origin: 'i1', target: { kind: 'all' }, frame })
   t.same(sockets.get('a')?.sent, [frame])
 })
 
@@ -152,4 +159,46 @@ t.test('failure logging is throttled during an outage', async (t) => {
   for (let n = 0; n < 50; n++) await dispatcher.broadcast(n)
   t.equal(dispatcher.counters.brokerPublishFailures, 50)
   t.equal(lines.filter((l) => l.level === 'error').length, 1, 'one line, not fifty')
+})
+
+t.test('close reaches the instance holding the client as a close envelope', async (t) => {
+  const { dispatcher, registry, broker, add, sockets } = await setup()
+  add('a', 'alice')
+  await registry.join('i2')
+  await registry.add(entry('far', 'i2', 'alice'))
+  t.same(await dispatcher.close({ kind: 'user', userId: 'alice' }, 4000, 'bye'), { recipients: 1, remoteInstances: 1 })
+  t.same(broker.published[0], { envelope: { type: 'close', origin: 'i1', target: { kind: 'user', userId: 'alice' }, code: 4000, reason: 'bye' }, options: { instances: ['i2'] } })
+  t.same(sockets.get('a')?.closedWith, { code: 4000, reason: 'bye' })
+})
+
+t.test('a close envelope from another instance closes the local target', async (t) => {
+  const { dispatcher, add, sockets, connections } = await setup()
+  add('a')
+  dispatcher.receive({ type: 'close', origin: 'i2', target: { kind: 'client', id: 'a' }, code: 4000, reason: 'remote' })
+  t.same(sockets.get('a')?.closedWith, { code: 4000, reason: 'remote' })
+  t.equal(connections.get('a'), undefined)
+})
+
+t.test('a query is answered with the local connections, topics included, addressed to the asker', async (t) => {
+  const { dispatcher, add, connections, broker } = await setup()
+  const a = add('a', 'alice')
+  connections.subscribe(a, 'news')
+  dispatcher.receive({ type: 'query', origin: 'i2', requestId: 'r1', clientIds: ['a', 'gone'] })
+  await new Promise((resolve) => setImmediate(resolve))
+  const reply = broker.published[0]
+  t.same(reply?.options, { instances: ['i2'] })
+  t.match(reply?.envelope, { type: 'reply', origin: 'i1', requestId: 'r1', connections: [{ id: 'a', userId: 'alice', topics: ['news'], instanceId: 'i1' }] })
+  t.equal((reply?.envelope as { connections: unknown[] }).connections.length, 1, 'an unknown id is left out')
+})
+
+t.test('describeRemote resolves with the reply, and rejects with a coded timeout when none comes', async (t) => {
+  const { dispatcher, broker } = await setup(true, 50)
+  const asked = dispatcher.describeRemote('i2', ['far'])
+  await new Promise((resolve) => setImmediate(resolve))
+  const query = broker.published[0]?.envelope
+  if (query?.type !== 'query') throw new Error('no query published')
+  const info = { id: 'far', ip: 'x', userId: null, topics: ['t'], connectedAt: '', instanceId: 'i2' }
+  dispatcher.receive({ type: 'reply', origin: 'i2', requestId: query.requestId, connections: [info] })
+  t.same(await asked, [info])
+  await t.rejects(dispatcher.describeRemote('i3', ['x']), QueryTimeoutError)
 })

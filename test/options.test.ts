@@ -39,7 +39,7 @@ t.test('every option has its documented default', async (t) => {
   t.same(o.broker, { type: 'memory' })
   t.same(o.registry, { type: 'memory' })
   t.same(o.route, {})
-  t.equal(o.queryTimeoutMs, 5000)
+  t.equal(o.queryTimeoutMs, 2000)
   t.equal(DEFAULTS.maxConnectionsPerIp, 50)
   t.notOk('heartbeatInterval' in o, 'normalized options carry only the new names')
 })

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { build, connect, TestClient, until } from './helpers.js'
+import { internalsOf } from '../lib/internals.js'
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
@@ -10,7 +11,7 @@ t.test('welcome comes first and carries the client id', async (t) => {
   t.equal(first.type, 'welcome')
   t.match(first.clientId, /^[0-9a-f-]{36}$/)
   t.match(first.timestamp, ISO)
-  t.ok(app.connectionManager.get(String(first.clientId)), 'registered under that id')
+  t.ok(internalsOf(app.wsHub).connections.get(String(first.clientId)), 'registered under that id')
   client.close()
 })
 
@@ -53,7 +54,7 @@ t.test('subscribe, publish, unsubscribe', async (t) => {
   const [sub, other, pub] = await Promise.all([connect(wsUrl), connect(wsUrl), connect(wsUrl)])
   sub.send({ type: 'subscribe', topic: 'prices', id: 's' })
   await sub.next('ack')
-  t.same(app.connectionManager.info(sub.clientId)?.topics, ['prices'])
+  t.same(internalsOf(app.wsHub).connections.info(sub.clientId)?.topics, ['prices'])
   pub.send({ type: 'publish', topic: 'prices', message: { p: 1 }, id: 'p1' })
   const got = await sub.next('publish')
   t.same({ topic: got.topic, from: got.from, message: got.message }, { topic: 'prices', from: pub.clientId, message: { p: 1 } })
@@ -63,7 +64,7 @@ t.test('subscribe, publish, unsubscribe', async (t) => {
 
   sub.send({ type: 'unsubscribe', topic: 'prices', id: 'u' })
   await sub.next('ack')
-  t.same(app.connectionManager.info(sub.clientId)?.topics, [])
+  t.same(internalsOf(app.wsHub).connections.info(sub.clientId)?.topics, [])
   pub.send({ type: 'publish', topic: 'prices', message: 2 })
   await pub.next('ack').catch(() => {})
   t.ok(await sub.nothingBefore('publish'), 'nothing after unsubscribe')
@@ -156,8 +157,8 @@ t.test('a closed client is unregistered and its topics forgotten', async (t) => 
   const a = await connect(wsUrl)
   a.send({ type: 'subscribe', topic: 'x', id: 1 })
   await a.next('ack')
-  t.equal(app.connectionManager.subscribers('x').size, 1)
+  t.equal(internalsOf(app.wsHub).connections.subscribers('x').size, 1)
   a.close()
-  await until(() => app.connectionManager.count === 0)
-  t.equal(app.connectionManager.subscribers('x').size, 0)
+  await until(() => internalsOf(app.wsHub).connections.count === 0)
+  t.equal(internalsOf(app.wsHub).connections.subscribers('x').size, 0)
 })

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { build, connect, until } from './helpers.js'
+import { internalsOf } from '../lib/internals.js'
 
 t.test('GET /api/connections lists with paging', async (t) => {
   const { url, wsUrl } = await build(t)
@@ -41,7 +42,7 @@ t.test('DELETE /api/connections/:id closes with 4000', async (t) => {
   const res = await fetch(`${url}/api/connections/${a.clientId}`, { method: 'DELETE' })
   t.equal(res.status, 204)
   t.same(await a.closed, { code: 4000, reason: 'closed by server' })
-  await until(() => app.connectionManager.count === 0)
+  await until(() => internalsOf(app.wsHub).connections.count === 0)
   t.equal((await fetch(`${url}/api/connections/${a.clientId}`, { method: 'DELETE' })).status, 404)
 })
 

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { build, connect, handshakeStatus, TestClient, until } from './helpers.js'
 import type { Authenticate, Identity } from '../lib/index.js'
+import { internalsOf } from '../lib/internals.js'
 
 /** Tokens of the form `user:<id>`; `expired` and garbage are refused. */
 const authenticate: Authenticate = async (request) => {
@@ -38,7 +39,7 @@ t.test('authenticate: null, throw, garbage or missing token -> 401 with a JSON b
     t.equal(r.status, 401)
     t.same(JSON.parse(r.body ?? '{}'), { statusCode: 401, error: 'Unauthorized', code: 'unauthenticated', message: 'missing, invalid or expired credentials' })
   }
-  await until(async () => (await app.wsHub.registry.totalCount()) === 0)
+  await until(async () => (await internalsOf(app.wsHub).cluster.limiter.totalCount()) === 0)
   t.equal(app.wsHub.stats().handshakes.rejectedUnauthenticated, 4)
 })
 
@@ -151,7 +152,7 @@ t.test('allowedOrigins: exact match only, 403 before any slot is taken', async (
   const missing = await handshakeStatus(wsUrl)
   t.equal(missing.status, 403)
   t.equal(JSON.parse(missing.body ?? '{}').code, 'origin_required')
-  t.equal(await app.wsHub.registry.ipCount('127.0.0.1'), 1, 'refusals took no slot')
+  t.equal(await internalsOf(app.wsHub).cluster.limiter.ipCount('127.0.0.1'), 1, 'refusals took no slot')
   t.equal(app.wsHub.stats().handshakes.rejectedOrigin, refused.length + 1)
   ok.socket?.close()
 })

@@ -12,7 +12,7 @@ t.test('custom types go to onMessage, which can reply and use the dispatcher', a
         return
       }
       if (message.type === 'shout') {
-        await ctx.dispatcher.broadcast(`${ctx.client.id} shouts`)
+        await ctx.hub.broadcast(`${ctx.client.id} shouts`)
         return
       }
       throw new HubProtocolError('unknown_type', `no ${message.type} here`)

@@ -3,6 +3,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import { Registry } from 'prom-client'
 import { build, connect, handshakeStatus, until } from './helpers.js'
 import { diagnosticsChannels, type ConnectEvent, type DisconnectEvent, type MessageEvent } from '../lib/index.js'
+import { internalsOf } from '../lib/internals.js'
 
 const metricValue = (text: string, line: string): number | undefined => {
   const found = text.split('\n').find((l) => l.startsWith(line + ' '))
@@ -95,11 +96,11 @@ t.test('structured logs: connection lines, refusals, slow consumers; no bodies a
   // The kernel's socket buffers take the first megabytes; keep going until
   // the paused client's unsent bytes show in user space.
   const chunk = 'x'.repeat(32 * 1024)
-  for (let n = 0; n < 3000 && app.connectionManager.count > 0; n++) {
-    await app.messageDispatcher.broadcast(chunk)
+  for (let n = 0; n < 3000 && internalsOf(app.wsHub).connections.count > 0; n++) {
+    await app.wsHub.broadcast(chunk)
     if (n % 20 === 0) await new Promise((resolve) => setImmediate(resolve))
   }
-  t.equal(app.connectionManager.count, 0, 'cut off as a slow consumer')
+  t.equal(internalsOf(app.wsHub).connections.count, 0, 'cut off as a slow consumer')
   a.socket.resume()
   await a.closed
   await until(() => lines.some((l) => l.msg === 'ws-hub: connection closed'))

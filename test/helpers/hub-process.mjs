@@ -5,7 +5,7 @@ import wsHub from '../../dist/index.js'
 
 const options = JSON.parse(process.argv[2] ?? '{}')
 const app = Fastify({ logger: { level: process.env.HUB_LOG_LEVEL ?? 'warn' } })
-await app.register(wsHub, { heartbeatInterval: 0, handshakeRateLimit: false, ...options })
+await app.register(wsHub, { heartbeatIntervalMs: 0, handshakeRateLimit: false, rest: { auth: false }, ...options })
 await app.listen({ port: 0, host: '127.0.0.1' })
 process.stdout.write(`READY ${app.server.address().port} ${app.wsHub.instanceId}\n`)
 process.once('SIGTERM', () => {
