@@ -1,10 +1,10 @@
 import t from 'tap'
-import { once } from 'node:events'
-import { WebSocket, WebSocketServer } from 'ws'
+import type { WebSocket } from 'ws'
 import { Connection } from '../lib/connections/connection.js'
 import { ConnectionManager, type ConnectionObserver } from '../lib/connections/connection-manager.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
 import type { Tap } from './helpers/raw-client.js'
+import { realPeer, type Peer } from './helpers/real-peer.js'
 
 /** An observer that keeps every call, in order, as `event:argument`. */
 function recordingObserver (): { observer: ConnectionObserver, calls: string[] } {
@@ -16,21 +16,6 @@ function recordingObserver (): { observer: ConnectionObserver, calls: string[] }
     topicClosed: (topic) => { calls.push(`topicClosed:${topic}`) }
   }
   return { observer, calls }
-}
-
-/** The client end of a server socket the manager writes to. */
-interface Peer {
-  socket: WebSocket
-  /** The next `count` text messages the client received. */
-  messages: (count: number) => Promise<string[]>
-  /** Makes the client stop reading, so unsent bytes pile up on the server. */
-  stall: () => void
-  /** Resumes reading and resolves with the close code the client gets. */
-  closeCode: () => Promise<number>
-  /** Simulates a socket that died under the manager. */
-  kill: () => Promise<void>
-  /** Sets the backlog directly, where the socket is a fake; null otherwise. */
-  fakeBacklog: ((bytes: number) => void) | null
 }
 
 interface Harness {
@@ -52,48 +37,6 @@ function fakePeer (): Peer {
     closeCode: async () => fake.closedWith?.code ?? 0,
     kill: async () => { fake.terminate() },
     fakeBacklog: (bytes) => { fake.bufferedAmount = bytes }
-  }
-}
-
-/** A real ws server socket on loopback, with a real ws client reading it. */
-async function realPeer (t: Tap): Promise<Peer> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
-  t.teardown(() => new Promise<void>((resolve) => {
-    for (const socket of wss.clients) socket.terminate()
-    wss.close(() => resolve())
-  }))
-  await once(wss, 'listening')
-  const address = wss.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  const accepted = once(wss, 'connection')
-  const client = new WebSocket(`ws://127.0.0.1:${address.port}/`, { perMessageDeflate: false })
-  t.teardown(() => client.terminate())
-  const received: string[] = []
-  let wake: () => void = () => {}
-  client.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary) received.push(data.toString())
-    wake()
-  })
-  const closed = new Promise<number>((resolve) => client.once('close', (code: number) => resolve(code)))
-  const [server] = await accepted as [WebSocket]
-  server.on('error', () => {})
-  await once(client, 'open')
-  return {
-    socket: server,
-    messages: async (count) => {
-      while (received.length < count) await new Promise<void>((resolve) => { wake = resolve })
-      return received.splice(0, count)
-    },
-    stall: () => client.pause(),
-    closeCode: async () => {
-      client.resume()
-      return await closed
-    },
-    kill: async () => {
-      server.terminate()
-      await once(server, 'close')
-    },
-    fakeBacklog: null
   }
 }
 

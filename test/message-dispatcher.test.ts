@@ -8,6 +8,7 @@ import type { Transport } from '../lib/cluster/transport.js'
 import type { DeliverEnvelope, Envelope } from '../lib/cluster/envelope.js'
 import { QueryTimeoutError } from '../lib/errors.js'
 import { FakeSocket, recordingLogger } from './fakes/fake-socket.js'
+import { realPeer } from './helpers/real-peer.js'
 
 class FakeTransport implements Transport {
   readonly published: Array<{ envelope: Envelope, options: { instances?: readonly string[] } }> = []
@@ -202,3 +203,35 @@ t.test('describeRemote resolves with the reply, and rejects with a coded timeout
   t.same(await asked, [info])
   await t.rejects(dispatcher.describeRemote('i3', ['x']), QueryTimeoutError)
 })
+
+// The same dispatcher paths over real ws sockets on loopback, with each
+// socket writer, so nothing above depends on what the fake socket does.
+for (const preparedFrames of [false, true]) {
+  t.test(`over real sockets (${preparedFrames ? 'prepared-frame' : 'send'} writer): broadcast, topic and remote envelopes arrive intact`, async (t) => {
+    const { log } = recordingLogger()
+    const directory = new MemoryDirectory()
+    await directory.join('i1')
+    const connections = new ConnectionManager({ instanceId: 'i1', maxBufferedBytes: 1 << 20, preparedFrames, log })
+    const transport = new FakeTransport()
+    const dispatcher = new MessageDispatcher({ instanceId: 'i1', connections, directory, transport, log, conflateMs: 100, queryTimeoutMs: 1000 })
+    const peers = await Promise.all([realPeer(t), realPeer(t), realPeer(t)])
+    const added = peers.map((peer, n) => {
+      const connection = new Connection(`c${n}`, '127.0.0.1', null, peer.socket)
+      connections.add(connection)
+      return connection
+    })
+    connections.subscribe(added[0], 'prices')
+
+    t.same(await dispatcher.broadcast({ text: 'héllo ✓' }), { recipients: 3, remoteInstances: 0 })
+    const [first] = await peers[0].messages(1)
+    for (const peer of peers.slice(1)) t.same(await peer.messages(1), [first], 'every client got the same bytes')
+    t.equal((transport.published[0]?.envelope as DeliverEnvelope).frame, first, 'the transport carries the bytes the clients got')
+
+    t.same(await dispatcher.publish('prices', 42), { recipients: 1, remoteInstances: 0 })
+    t.match(JSON.parse((await peers[0].messages(1))[0] ?? ''), { type: 'publish', topic: 'prices', message: 42 })
+
+    const remote = '{"type":"message","from":"far","message":"é","timestamp":"2020-01-01T00:00:00.000Z"}'
+    dispatcher.receive({ type: 'deliver', origin: 'i2', target: { kind: 'client', id: 'c2' }, frame: remote })
+    t.same(await peers[2].messages(1), [remote], 'a remote frame is written byte for byte')
+  })
+}

@@ -9,6 +9,9 @@ import type { Directory } from '../cluster/directory.js'
 import { OptionsError } from '../errors.js'
 import { describe, isRecord, opaque, OptionSchema, withDefault, type Filled } from './normalize.js'
 
+/** Below this a lease would need renewing faster than a loaded event loop can promise. */
+export const MIN_LEASE_MS = 100
+
 const instance = <T>() => opaque<T>(Type.Object({}))
 const nonEmpty = Type.String({ minLength: 1, errorMessage: 'must be a non-empty string' })
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -101,7 +104,7 @@ const RedisRegistrySchema = Type.Object({
    * How long a crashed instance's slots stay taken. Below 100 ms a lease
    * would need refreshing faster than a loaded event loop can promise.
    */
-  leaseMs: withDefault(Type.Integer({ minimum: 100, errorMessage: 'must be an integer of at least 100' }), 15_000)
+  leaseMs: withDefault(Type.Integer({ minimum: MIN_LEASE_MS, errorMessage: `must be an integer of at least ${MIN_LEASE_MS}` }), 15_000)
 }, { additionalProperties: false })
 
 /** Cluster state of your own. Yours: the hub never closes it. */

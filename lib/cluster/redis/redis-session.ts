@@ -7,13 +7,13 @@ import { checkSource, closeConnection, describeSource, openConnection, type Redi
 import { keyLayout, type KeyLayout } from './keys.js'
 import { describeDetail, toCode } from './replies.js'
 import { INSTANCES, LEASE_LOST, LEAVE, REFRESH, SYNC, defineScripts, runScript, type Script } from './scripts.js'
+import { BACKEND_DEFAULTS, MIN_LEASE_MS } from '../../options/backend-options.js'
 
-/** Default for `keyPrefix`. */
-export const DEFAULT_KEY_PREFIX = 'ws-hub:'
-/** Default for `leaseMs`. */
-export const DEFAULT_LEASE_MS = 15_000
-/** Below this a lease would need refreshing faster than a loaded event loop can promise. */
-export const MIN_LEASE_MS = 100
+/** Default for `keyPrefix`, from the option's schema. */
+export const DEFAULT_KEY_PREFIX = BACKEND_DEFAULTS.redisRegistry.keyPrefix
+/** Default for `leaseMs`, from the option's schema. */
+export const DEFAULT_LEASE_MS = BACKEND_DEFAULTS.redisRegistry.leaseMs
+export { MIN_LEASE_MS }
 
 export interface WriteHooks {
   /** Runs once the write is sure to be sent after any repair, before it is sent. */

@@ -4,9 +4,10 @@ import { TransportError } from '../../errors.js'
 import { decodeEnvelope, encodeEnvelope, type Envelope, type Target } from '../envelope.js'
 import type { EnvelopeHandler, Transport, TransportState } from '../transport.js'
 import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
+import { BACKEND_DEFAULTS } from '../../options/backend-options.js'
 
 /** Default for `channelPrefix`. */
-export const DEFAULT_CHANNEL_PREFIX = 'ws-hub:'
+export const DEFAULT_CHANNEL_PREFIX = BACKEND_DEFAULTS.redisBroker.channelPrefix
 
 export interface RedisTransportOptions {
   /** Exactly one of `url` (the transport opens its own connections) and `client` (duplicated, never closed). */
