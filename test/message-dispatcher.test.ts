@@ -215,12 +215,10 @@ for (const preparedFrames of [false, true]) {
     const transport = new FakeTransport()
     const dispatcher = new MessageDispatcher({ instanceId: 'i1', connections, directory, transport, log, conflateMs: 100, queryTimeoutMs: 1000 })
     const peers = await Promise.all([realPeer(t), realPeer(t), realPeer(t)])
-    const added = peers.map((peer, n) => {
-      const connection = new Connection(`c${n}`, '127.0.0.1', null, peer.socket)
-      connections.add(connection)
-      return connection
-    })
-    connections.subscribe(added[0], 'prices')
+    const [subscriber, ...others] = peers.map((peer, n) => new Connection(`c${n}`, '127.0.0.1', null, peer.socket))
+    if (subscriber === undefined) throw new Error('no connections')
+    for (const connection of [subscriber, ...others]) connections.add(connection)
+    connections.subscribe(subscriber, 'prices')
 
     t.same(await dispatcher.broadcast({ text: 'héllo ✓' }), { recipients: 3, remoteInstances: 0 })
     const [first] = await peers[0].messages(1)
