@@ -34,61 +34,27 @@ export class HubError extends Error {
   }
 }
 
-export class OptionsError extends HubError {
-  override name = 'OptionsError'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(HubErrorCodes.invalidOption, message, options)
+/**
+ * A HubError subclass with a fixed code: one line per error kind, and
+ * `instanceof` still tells them apart.
+ */
+function coded (name: string, code: string) {
+  return class extends HubError {
+    override name = name
+    constructor (message: string, options?: { cause?: unknown }) {
+      super(code, message, options)
+    }
   }
 }
 
-export class MissingPackageError extends HubError {
-  override name = 'MissingPackageError'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(HubErrorCodes.missingPackage, message, options)
-  }
-}
-
-export class TransportError extends HubError {
-  override name = 'TransportError'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(HubErrorCodes.transport, message, options)
-  }
-}
-
-export class ClusterStateError extends HubError {
-  override name = 'ClusterStateError'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(HubErrorCodes.clusterState, message, options)
-  }
-}
-
-export class EnvelopeError extends HubError {
-  override name = 'EnvelopeError'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(HubErrorCodes.envelope, message, options)
-  }
-}
-
-export class QueryTimeoutError extends HubError {
-  override name = 'QueryTimeoutError'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(HubErrorCodes.queryTimeout, message, options)
-  }
-}
-
-export class HubClosedError extends HubError {
-  override name = 'HubClosedError'
-  constructor (message: string) {
-    super(HubErrorCodes.closed, message)
-  }
-}
-
-export class InvalidArgumentError extends HubError {
-  override name = 'InvalidArgumentError'
-  constructor (message: string) {
-    super(HubErrorCodes.invalidArgument, message)
-  }
-}
+export class OptionsError extends coded('OptionsError', HubErrorCodes.invalidOption) {}
+export class MissingPackageError extends coded('MissingPackageError', HubErrorCodes.missingPackage) {}
+export class TransportError extends coded('TransportError', HubErrorCodes.transport) {}
+export class ClusterStateError extends coded('ClusterStateError', HubErrorCodes.clusterState) {}
+export class EnvelopeError extends coded('EnvelopeError', HubErrorCodes.envelope) {}
+export class QueryTimeoutError extends coded('QueryTimeoutError', HubErrorCodes.queryTimeout) {}
+export class HubClosedError extends coded('HubClosedError', HubErrorCodes.closed) {}
+export class InvalidArgumentError extends coded('InvalidArgumentError', HubErrorCodes.invalidArgument) {}
 
 /**
  * Throw this from `onMessage` to answer the client with an error frame of
