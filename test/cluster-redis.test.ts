@@ -103,6 +103,45 @@ if (url !== null) {
     await until(async () => (await handshakeStatus(a.wsUrl)).status === 101, 5000, 'the slot is free again')
   })
 
+  t.test('regression: GET /api/connections/:id and maxConnectionsPerUser answer for the whole cluster, with an instance in its own process', async (t) => {
+    const prefix = uniquePrefix('cluster-lookup')
+    await cleanup(t, url, prefix)
+    const remote = await HubProcess.start(t, { ...redisOptions(url, prefix, { maxConnectionsPerUser: 2 }), userHeader: 'x-user' })
+    const local = await build(t, redisOptions(url, prefix, { authenticate, maxConnectionsPerUser: 2, handshakeRateLimit: false }))
+    const far = await connect(remote.wsUrl, { headers: { 'x-user': 'alice' } })
+    t.teardown(() => far.close())
+    far.send({ type: 'subscribe', topic: 'news', id: 1 })
+    await far.next('ack')
+
+    const res = await fetch(`${local.url}/api/connections/${far.clientId}`)
+    t.equal(res.status, 200, 'the instance that does not hold the client answers')
+    t.match(await res.json(), { id: far.clientId, userId: 'alice', instanceId: remote.instanceId, topics: ['news'] })
+    t.equal((await fetch(`${local.url}/api/connections/no-such-client`)).status, 404)
+    const info = await local.app.wsHub.get(far.clientId)
+    t.same(info?.topics, ['news'], 'the facade asks the holding instance too')
+
+    const near = await connect(local.wsUrl, { headers: { 'x-user': 'alice' } })
+    t.teardown(() => near.close())
+    const third = await handshakeStatus(local.wsUrl, { headers: { 'x-user': 'alice' } })
+    t.equal(third.status, 429, 'alice holds two connections across the cluster: a third is refused')
+    t.match(third.body, /user_limit/)
+    const bob = await handshakeStatus(remote.wsUrl, { headers: { 'x-user': 'bob' } })
+    t.equal(bob.status, 101, 'another user is not affected')
+    bob.socket?.close()
+
+    // A crashed holder: its user slot comes back after the lease, and a lookup of its client ends (404 or 503), never hangs.
+    await remote.kill()
+    const started = Date.now()
+    const during = await fetch(`${local.url}/api/connections/${far.clientId}`)
+    t.ok(during.status === 503 || during.status === 404, `answered ${during.status} while the holder is gone`)
+    t.ok(Date.now() - started < 5000, 'within queryTimeoutMs, not hanging')
+    await until(async () => {
+      const attempt = await handshakeStatus(local.wsUrl, { headers: { 'x-user': 'alice' } })
+      attempt.socket?.close()
+      return attempt.status === 101
+    }, 10_000, 'the dead instance\'s user slot is freed after its lease')
+  })
+
   t.test('instances in separate processes; a SIGKILLed instance\'s slots free after the lease', async (t) => {
     const prefix = uniquePrefix('cluster-proc')
     await cleanup(t, url, prefix)

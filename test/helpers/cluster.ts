@@ -22,7 +22,8 @@ export class HubProcess {
     this.instanceId = instanceId
   }
 
-  static async start (t: Teardown, options: WsHubOptions, timeoutMs = 30_000): Promise<HubProcess> {
+  /** `userHeader`: authenticate users by that request header's value (a function cannot cross into the child). */
+  static async start (t: Teardown, options: WsHubOptions & { userHeader?: string }, timeoutMs = 30_000): Promise<HubProcess> {
     if (!existsSync(built)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
     const child = spawn(process.execPath, [script, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] })
     t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })

@@ -3,7 +3,15 @@
 import Fastify from 'fastify'
 import wsHub from '../../dist/index.js'
 
-const options = JSON.parse(process.argv[2] ?? '{}')
+const { userHeader, ...options } = JSON.parse(process.argv[2] ?? '{}')
+// Functions cannot travel as JSON: `userHeader` names a request header whose
+// value becomes the user id, as the in-process tests' authenticate does.
+if (typeof userHeader === 'string') {
+  options.authenticate = (request) => {
+    const user = request.headers[userHeader]
+    return typeof user === 'string' ? { userId: user } : null
+  }
+}
 const app = Fastify({ logger: { level: process.env.HUB_LOG_LEVEL ?? 'warn' } })
 await app.register(wsHub, { heartbeatIntervalMs: 0, handshakeRateLimit: false, rest: { auth: false }, ...options })
 await app.listen({ port: 0, host: '127.0.0.1' })
