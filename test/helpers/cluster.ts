@@ -49,6 +49,15 @@ export class HubProcess {
     return `ws://127.0.0.1:${this.port}/ws`
   }
 
+  /** Freezes the process (SIGSTOP), as a long GC pause or a stalled VM does; `resume` undoes it. */
+  pause (): void {
+    if (this.child.pid !== undefined) process.kill(this.child.pid, 'SIGSTOP')
+  }
+
+  resume (): void {
+    if (this.child.pid !== undefined) process.kill(this.child.pid, 'SIGCONT')
+  }
+
   /** A crash: no shutdown hooks run, nothing is released. */
   async kill (): Promise<void> {
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()))

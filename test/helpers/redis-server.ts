@@ -107,6 +107,7 @@ const START_TIMEOUT_MS = 5_000
 export class PrivateRedis {
   readonly port: number
   #child: ChildProcess | null = null
+  #paused = false
   readonly #killOnExit = (): void => { this.#child?.kill('SIGKILL') }
 
   private constructor (port: number) {
@@ -160,8 +161,29 @@ export class PrivateRedis {
     child.stdout?.resume()
   }
 
+  /**
+   * Freezes it (SIGSTOP): connections stay open and nothing answers, as a
+   * hung server or a black-holed network looks. A frozen server is resumed
+   * before it is stopped, so a teardown never leaves it stopped.
+   */
+  pause (): void {
+    const pid = this.#child?.pid
+    if (pid === undefined) throw new Error(`private redis on ${this.port} is not running`)
+    process.kill(pid, 'SIGSTOP')
+    this.#paused = true
+  }
+
+  /** Resumes a frozen server (SIGCONT). */
+  resume (): void {
+    const pid = this.#child?.pid
+    if (pid === undefined || !this.#paused) return
+    process.kill(pid, 'SIGCONT')
+    this.#paused = false
+  }
+
   /** Kills it (SIGKILL, like a crash) by its PID and waits for the exit. */
   async stop (): Promise<void> {
+    this.resume()
     const child = this.#child
     if (child === null) return
     this.#child = null
