@@ -102,6 +102,11 @@ export class RedisSession {
     return this.#left ? null : this.#instanceId
   }
 
+  /** False from a dropped connection or a failed renewal until Redis answers again (before the first connect: true). */
+  get healthy (): boolean {
+    return this.#healthy !== false
+  }
+
   /** The joined instance, for operations that need one. */
   member (op: string): string {
     if (this.#instanceId === null) throw new ClusterStateError(`${op}: call join() first; slots and connections are counted per instance`)
