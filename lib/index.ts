@@ -73,6 +73,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     log,
     conflateMs: options.conflateMs,
     queryTimeoutMs: options.queryTimeoutMs,
+    maxEnvelopeAgeMs: options.maxEnvelopeAgeMs,
     onPublished: (seconds) => telemetry.brokerPublished(seconds)
   })
   const handshakes: HandshakeCounters = emptyHandshakeCounters()
@@ -98,6 +99,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     heartbeatTerminations: heartbeat.terminated,
     brokerPublishFailures: dispatcher.counters.brokerPublishFailures,
     remoteEnvelopesIn: dispatcher.counters.remoteEnvelopesIn,
+    staleEnvelopesDropped: dispatcher.counters.staleEnvelopesDropped,
     brokerState: transportState()
   })
   const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats })
@@ -175,7 +177,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   joined = true
   await directory.join(instanceId)
   if (transport.value !== null) {
-    await transport.value.start(instanceId, (envelope) => dispatcher.receive(envelope))
+    await transport.value.start(instanceId, (envelope) => dispatcher.receive(envelope), { maxEnvelopeAgeMs: options.maxEnvelopeAgeMs })
   }
   heartbeat.start()
   revalidator.start()
@@ -200,7 +202,7 @@ export { CloseCodes, ErrorCodes, ServerFrames, BuiltInClientFrames } from './pro
 export type { ServerFrame, ClientFrame, OutgoingFrame } from './protocol/frames.js'
 export type { HubStats } from './http/rest-schemas.js'
 export type { WsRouteOptions } from './options/route-options.js'
-export type { Transport, EnvelopeHandler, TransportState } from './cluster/transport.js'
+export type { Transport, EnvelopeHandler, TransportState, TransportContext } from './cluster/transport.js'
 export type { Limiter, SlotLimits, ReserveResult } from './cluster/limiter.js'
 export type { Directory, DirectoryEntry, DirectoryPage, Page } from './cluster/directory.js'
 export type { ClusterState } from './cluster/cluster-state.js'

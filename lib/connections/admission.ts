@@ -1,9 +1,10 @@
 import type { IncomingMessage } from 'node:http'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { Limiter, ReserveResult } from '../cluster/limiter.js'
 import type { FailureLog } from '../dispatch/failure-log.js'
 import type { Identity, NormalizedOptions } from '../options/hub-options.js'
-import { normalizeIp } from './ip.js'
+import { NoiseLog } from '../telemetry.js'
+import { normalizeIp, peerGone } from './ip.js'
 import { Slot } from './slot.js'
 import { WindowCounter } from './rate-limit.js'
 
@@ -47,6 +48,7 @@ export interface AdmissionDeps {
   counters: HandshakeCounters
   /** Where failed releases are logged, rate-limited during an outage. */
   failures: FailureLog
+  log: FastifyBaseLogger
 }
 
 type Refusal = {
@@ -70,9 +72,12 @@ export class Admission {
   readonly #admitted = new WeakMap<IncomingMessage, Admitted>()
   readonly #handshakeRate: WindowCounter | null
   readonly #limits: { perIp: number, total: number }
+  /** Refusals and authentication failures: one per handshake a client makes, so rate-limited. */
+  readonly #noise: NoiseLog
 
   constructor (deps: AdmissionDeps) {
     this.#deps = deps
+    this.#noise = new NoiseLog(deps.log)
     const rate = deps.options.handshakeRateLimit
     this.#handshakeRate = rate === false ? null : new WindowCounter(rate)
     this.#limits = { perIp: deps.options.maxConnectionsPerIp, total: deps.options.maxConnections }
@@ -93,6 +98,17 @@ export class Admission {
     // A plain GET (no upgrade) reserves nothing; the HTTP handler answers 400.
     if (request.ws !== true) return
     const { options, limiter, counters } = this.#deps
+    // A client that reset the connection right after its request has no
+    // address left to key it by: counting it under a shared "unknown" key
+    // would refuse it (and log it) as over that key's limits. It is gone:
+    // count it as aborted, reserve nothing, and hang up so no upgrade follows.
+    const socket = request.raw.socket as IncomingMessage['socket'] | undefined
+    if (socket !== undefined && socket !== null && peerGone(socket)) {
+      counters.abortedBeforeUpgrade++
+      socket.destroy()
+      return
+    }
+    // Read now, as the request arrives, and kept by Node for the socket's life.
     const ip = normalizeIp(request.ip, options.ipv6Prefix)
 
     const origin = this.#checkOrigin(request)
@@ -121,7 +137,6 @@ export class Admission {
     const admitted: Admitted = { ip, identity: null, slot }
     // The TCP socket outlives every path (upgrade, aborted handshake, a later
     // refusal, a client that hung up while we awaited): release on its close.
-    const socket = request.raw.socket as IncomingMessage['socket'] | undefined
     if (socket !== undefined && socket !== null) {
       if (socket.destroyed) {
         counters.abortedBeforeUpgrade++
@@ -178,12 +193,15 @@ export class Admission {
       const identity = await authenticate(request)
       if (identity === null || identity === undefined) return null
       if (typeof identity.userId !== 'string' || identity.userId === '') {
-        request.log.error('ws-hub: authenticate returned an identity without a userId string; refusing')
+        this.#noise.record('authenticate:no_user_id', 'error', {}, 'ws-hub: authenticate returned an identity without a userId string; refusing')
         return null
       }
       return identity
     } catch (err) {
-      request.log.warn({ err }, 'ws-hub: authenticate threw; refusing the handshake')
+      // Many authenticate functions throw on a malformed token, which any
+      // client can send per handshake: the stack is worth seeing, once per
+      // interval.
+      this.#noise.record('authenticate:threw', 'warn', { err }, 'ws-hub: authenticate threw; refusing the handshake')
       return null
     }
   }
@@ -205,7 +223,12 @@ export class Admission {
 
   async #refuse (request: FastifyRequest, reply: FastifyReply, ip: string, refusal: Refusal): Promise<void> {
     this.#deps.counters[refusal.counter]++
-    request.log.warn({ ip, reason: refusal.code }, 'ws-hub: handshake rejected')
+    // Counted every time (ws_hub_handshakes_rejected_total), logged at most
+    // once per interval and reason. A refusal the client earned (origin,
+    // rates, per-IP and per-user limits, credentials) is info; one that says
+    // the server is full or its registry is down is a warning.
+    const level = refusal.status === 503 ? 'warn' : 'info'
+    this.#noise.record(`refused:${refusal.code}`, level, { ip, reason: refusal.code }, 'ws-hub: handshake rejected')
     if (refusal.retryAfter === true) reply.header('retry-after', String(Math.ceil(this.#deps.options.retryAfterMs / 1000)))
     await reply.code(refusal.status).send({
       statusCode: refusal.status,

@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net'
+import { isIPv4, isIPv6, type Socket } from 'node:net'
 
 const MAPPED_PREFIX = '::ffff:'
 
@@ -17,6 +17,20 @@ export function normalizeIp (ip: string | undefined, ipv6Prefix = 64): string {
   }
   if (isIPv6(lower)) return ipv6Network(lower, ipv6Prefix)
   return lower
+}
+
+/**
+ * Whether the client behind this socket hung up before the hub could see
+ * who it was. Node asks the kernel for the peer's address on first use (and
+ * keeps it); a client that reset the connection right after its request is
+ * no longer known to the kernel by the time the request is parsed, so
+ * `remoteAddress` (and Fastify's `request.ip`) is undefined while the local
+ * end still has its own address. A Unix socket has neither and is never
+ * taken for gone. Not captured earlier on purpose: reading the address at
+ * accept time would keep it, and hide this signal that the client is gone.
+ */
+export function peerGone (socket: Socket): boolean {
+  return socket.destroyed || (socket.remoteAddress === undefined && socket.localAddress !== undefined)
 }
 
 function ipv6Network (ip: string, prefix: number): string {

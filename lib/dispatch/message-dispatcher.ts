@@ -3,7 +3,7 @@ import type { ConnectionManager } from '../connections/connection-manager.js'
 import type { Connection } from '../connections/connection.js'
 import type { Transport } from '../cluster/transport.js'
 import type { Directory } from '../cluster/directory.js'
-import type { Envelope, PeerTarget, RemoteConnection, Target } from '../cluster/envelope.js'
+import { DEFAULT_MAX_ENVELOPE_AGE_MS, envelopeAge, type Envelope, type PeerTarget, type RemoteConnection, type Target } from '../cluster/envelope.js'
 import type { OutgoingFrame } from '../protocol/frames.js'
 import { frameText } from '../protocol/serialize.js'
 import { Conflator } from './conflator.js'
@@ -36,7 +36,10 @@ export interface DispatchOptions {
 
 export interface DispatcherCounters {
   brokerPublishFailures: number
+  /** Envelopes from other instances, stale ones included. */
   remoteEnvelopesIn: number
+  /** Envelopes older than `maxEnvelopeAgeMs` on arrival, dropped unhandled. */
+  staleEnvelopesDropped: number
 }
 
 export interface MessageDispatcherOptions {
@@ -51,6 +54,8 @@ export interface MessageDispatcherOptions {
   queryTimeoutMs: number
   /** Told how long each accepted transport publish took, in seconds. */
   onPublished?: (seconds: number) => void
+  /** Envelopes from other instances older than this are dropped. Default 3000. */
+  maxEnvelopeAgeMs?: number
 }
 
 /**
@@ -59,12 +64,14 @@ export interface MessageDispatcherOptions {
  * instances. Local delivery never waits on the transport.
  */
 export class MessageDispatcher {
-  readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0 }
+  readonly counters: DispatcherCounters = { brokerPublishFailures: 0, remoteEnvelopesIn: 0, staleEnvelopesDropped: 0 }
   readonly #instanceId: string
   readonly #connections: ConnectionManager
   readonly #directory: Directory
   readonly #transport: Transport | null
   readonly #failures: FailureLog
+  readonly #maxEnvelopeAgeMs: number
+  readonly #staleLog: FailureLog
   readonly #onPublished: (seconds: number) => void
   readonly #conflator = new Conflator()
   readonly #conflateMs: number
@@ -81,6 +88,8 @@ export class MessageDispatcher {
     this.#onPublished = options.onPublished ?? noop
     this.#conflateMs = options.conflateMs
     this.#queries = new PeerQueries(options.queryTimeoutMs)
+    this.#maxEnvelopeAgeMs = options.maxEnvelopeAgeMs ?? DEFAULT_MAX_ENVELOPE_AGE_MS
+    this.#staleLog = new FailureLog(options.log, 'ws-hub: dropped envelopes older than maxEnvelopeAgeMs (held up by a stalled broker, or clocks out of step)', 10_000, 'warn')
   }
 
   /** `{"type":"server-broadcast","message":...}` to every client of every instance. */
@@ -169,6 +178,16 @@ export class MessageDispatcher {
   receive (envelope: Envelope): void {
     if (envelope.origin === this.#instanceId) return
     this.counters.remoteEnvelopesIn++
+    // A broker that stalled can let envelopes through long after they were
+    // sent (Redis runs what it buffered when it resumes; kafkajs retries a
+    // request that already timed out). Their sender has counted them as
+    // failed, and clients must not get old news as if it were fresh.
+    const age = envelopeAge(envelope, Date.now())
+    if (age !== undefined && age > this.#maxEnvelopeAgeMs) {
+      this.counters.staleEnvelopesDropped++
+      this.#staleLog.record(undefined, { origin: envelope.origin, type: envelope.type, ageMs: age, maxEnvelopeAgeMs: this.#maxEnvelopeAgeMs })
+      return
+    }
     switch (envelope.type) {
       case 'deliver':
         this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)

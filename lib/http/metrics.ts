@@ -79,7 +79,7 @@ export async function registerMetrics (fastify: FastifyInstance, deps: MetricsDe
   counter('bytes_out_total', 'Bytes written to sockets', () => stats().bytesOut)
   labelledCounter('messages_dropped_total', 'Messages not delivered, by reason', 'reason', () => {
     const s = stats()
-    return Object.entries({ rate_limited: s.rateLimited, broker_failure: s.brokerPublishFailures, conflated: s.conflatedDrops })
+    return Object.entries({ rate_limited: s.rateLimited, broker_failure: s.brokerPublishFailures, conflated: s.conflatedDrops, stale: s.staleEnvelopesDropped })
   })
   counter('slow_consumer_closes_total', 'Clients closed with 4008 for not reading', () => stats().slowConsumerCloses)
   counter('heartbeat_terminations_total', 'Clients terminated for missing a pong', () => stats().heartbeatTerminations)

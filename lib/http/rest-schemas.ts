@@ -89,6 +89,8 @@ export const StatsSchema = Type.Object({
   heartbeatTerminations: Count,
   brokerPublishFailures: Count,
   remoteEnvelopesIn: Count,
+  /** Envelopes from other instances older than `maxEnvelopeAgeMs` on arrival, dropped (also in `remoteEnvelopesIn`). */
+  staleEnvelopesDropped: Count,
   brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')])
 })
 

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { WebSocketServer } from 'ws'
 import type { NormalizedOptions } from '../options/hub-options.js'
 import { OptionsError } from '../errors.js'
+import { wsErrorViolation, type Telemetry } from '../telemetry.js'
 
 type ProtocolChooser = (offered: Set<string>) => string | false
 
@@ -10,7 +11,7 @@ type ProtocolChooser = (offered: Set<string>) => string | false
  * Registers @fastify/websocket, or adopts the app's own registration when
  * its options are compatible with the hub's (see `adopt`).
  */
-export async function registerWebsocket (fastify: FastifyInstance, options: NormalizedOptions, closeSockets: () => Promise<void>): Promise<void> {
+export async function registerWebsocket (fastify: FastifyInstance, options: NormalizedOptions, closeSockets: () => Promise<void>, telemetry: Telemetry): Promise<void> {
   // Select our application protocol, never echo another entry: browsers can
   // only carry a token in Sec-WebSocket-Protocol, and it must not come back
   // in the response.
@@ -27,6 +28,19 @@ export async function registerWebsocket (fastify: FastifyInstance, options: Norm
     errorHandler: (error, _socket, request) => {
       // ws has already closed the socket with the right code (1009, 1007, ...);
       // terminating here would drop that close frame.
+      const violation = wsErrorViolation(error)
+      if (violation !== null) {
+        // Any client causes one per socket it opens, at will: counted, and
+        // logged rate-limited without a stack, never a warning with a trace.
+        telemetry.protocolViolation(violation, { ip: request.ip })
+        return
+      }
+      // A write to a peer that already hung up (EPIPE, ECONNRESET): the
+      // close that follows is logged; this says nothing more worth a warning.
+      if (typeof (error as NodeJS.ErrnoException).syscall === 'string') {
+        request.log.debug({ code: (error as NodeJS.ErrnoException).code }, 'ws-hub: socket error')
+        return
+      }
       request.log.warn({ err: error }, 'ws-hub: socket error')
     },
     preClose: closeSockets

@@ -4,6 +4,7 @@ import type { HubService } from '../protocol/service.js'
 import type { WsRouteOptions } from './route-options.js'
 import type { Authenticate, RestAuth, Revalidate } from './hooks.js'
 import { OptionsError } from '../errors.js'
+import { DEFAULT_MAX_ENVELOPE_AGE_MS } from '../cluster/envelope.js'
 import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption, type DeprecatedCustomBroker } from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
 
@@ -87,6 +88,13 @@ const HubSchema = Type.Object({
   route: withDefault(RouteSchema, {}),
   /** How long a cross-instance lookup (a client on another instance) may wait for the answer. */
   queryTimeoutMs: withDefault(Int(1), 2_000),
+  /**
+   * An envelope from another instance older than this on arrival (by the
+   * origin's send time; hosts must be NTP-synced) is dropped and counted, not
+   * delivered late. A built-in transport reports a publish whose fate it does
+   * not know as failed only once it is this old.
+   */
+  maxEnvelopeAgeMs: withDefault(Int(1), DEFAULT_MAX_ENVELOPE_AGE_MS),
   protocols: withDefault(Type.Array(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { minItems: 1 }), ['ws-hub.v1', 'ws-hub.v1.batch']),
   maxConnectionsPerUser: withDefault(Int(1), 10),
   revalidate: Type.Optional(opaque<Revalidate>(Fn)),

@@ -8,7 +8,7 @@ import type { TopicInterest } from '../dispatch/topic-interest.js'
 import type { WsHub } from '../hub.js'
 import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
 import { takeMessageToken } from '../connections/rate-limit.js'
-import type { Telemetry } from '../telemetry.js'
+import { errorCodeViolation, type Telemetry } from '../telemetry.js'
 import type { RateLimit } from '../options/hub-options.js'
 import type { Target } from '../cluster/envelope.js'
 import {
@@ -248,6 +248,10 @@ export class ProtocolHandler {
 
   #error (connection: Connection, code: string, text: string, id: MessageId | undefined): void {
     this.counters.errorsSent++
+    // Malformed input is counted and logged rate-limited by telemetry: a
+    // client sends as many bad frames as it likes, the log must not follow.
+    const violation = errorCodeViolation(code)
+    if (violation !== null) this.#telemetry.protocolViolation(violation, { clientId: connection.id, ip: connection.ip })
     const frame: OutgoingFrame = { type: 'error', code, message: text }
     if (id !== undefined) frame.id = id
     this.#reply(connection, frame)
