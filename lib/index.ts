@@ -64,7 +64,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
       topicClosed: (topic) => interest.closed(topic)
     }
   })
-  const telemetry = new Telemetry(instanceId)
+  const telemetry = new Telemetry(instanceId, log)
   const dispatcher = new MessageDispatcher({
     instanceId,
     connections,
@@ -99,6 +99,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     heartbeatTerminations: heartbeat.terminated,
     brokerPublishFailures: dispatcher.counters.brokerPublishFailures,
     remoteEnvelopesIn: dispatcher.counters.remoteEnvelopesIn,
+    protocolViolations: telemetry.protocolViolations,
     staleEnvelopesDropped: dispatcher.counters.staleEnvelopesDropped,
     brokerState: transportState()
   })
@@ -116,7 +117,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     maxTopicsPerConnection: options.maxTopicsPerConnection,
     log
   })
-  const admission = new Admission({ options, limiter, counters: handshakes, failures: directoryFailures })
+  const admission = new Admission({ options, limiter, counters: handshakes, failures: directoryFailures, log })
   let sweeper: NodeJS.Timeout | null = null
   let joined = false
 
@@ -128,7 +129,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     connections.flushBatches()
     await closeAllSockets(fastify.websocketServer, connections, options.closeTimeoutMs)
   }
-  await registerWebsocket(fastify, options, closeSockets)
+  await registerWebsocket(fastify, options, closeSockets, telemetry)
 
   fastify.decorate('wsHub', hub)
   attachInternals(hub, { connections, dispatcher, heartbeat, cluster: cluster.value, transport: transport.value })

@@ -84,6 +84,7 @@ export async function registerMetrics (fastify: FastifyInstance, deps: MetricsDe
   counter('slow_consumer_closes_total', 'Clients closed with 4008 for not reading', () => stats().slowConsumerCloses)
   counter('heartbeat_terminations_total', 'Clients terminated for missing a pong', () => stats().heartbeatTerminations)
   counter('errors_sent_total', 'Error frames sent to clients', () => stats().errorsSent)
+  labelledCounter('protocol_violations_total', 'Client input that broke the protocol, by reason', 'reason', () => telemetry.violationsByReason)
   gauge('broker_up', '1 when the broker is reachable (or none is used), 0 while it is down', () => stats().brokerState === 'down' ? 0 : 1)
   const publishSeconds = new prom.Histogram({
     name: p + 'broker_publish_seconds',

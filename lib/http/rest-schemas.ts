@@ -89,6 +89,8 @@ export const StatsSchema = Type.Object({
   heartbeatTerminations: Count,
   brokerPublishFailures: Count,
   remoteEnvelopesIn: Count,
+  /** Client input that broke the protocol: malformed frames answered with an error, and framing errors ws closed the socket for. */
+  protocolViolations: Count,
   /** Envelopes from other instances older than `maxEnvelopeAgeMs` on arrival, dropped (also in `remoteEnvelopesIn`). */
   staleEnvelopesDropped: Count,
   brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')])
