@@ -54,8 +54,10 @@ if ((process.env.KAFKA_BROKERS ?? '').trim() === '') {
     t.teardown(() => Promise.all([a.close(), b.close()]))
     const atA: Envelope[] = []
     const atB: Envelope[] = []
-    await a.start('a', (e) => atA.push(e))
-    await b.start('b', (e) => atB.push(e))
+    // A publish that may have been sent rejects once receivers would drop
+    // it as stale; with the bound at the publish timeout, that is the timeout.
+    await a.start('a', (e) => atA.push(e), { maxEnvelopeAgeMs: PUBLISH_TIMEOUT_MS })
+    await b.start('b', (e) => atB.push(e), { maxEnvelopeAgeMs: PUBLISH_TIMEOUT_MS })
 
     // Traffic a → b, one publish every 20 ms, each outcome recorded.
     const acknowledged: number[] = []

@@ -178,7 +178,7 @@ function kafkaTests (): void {
   t.test('a close envelope arrives intact, addressed to one instance', async (t) => {
     const a = await started(t)
     const b = await started(t)
-    const close: Envelope = { type: 'close', origin: a.id, target: { kind: 'client', id: 'c1' }, code: 4001, reason: 'kicked ✓' }
+    const close: Envelope = { type: 'close', origin: a.id, target: { kind: 'client', id: 'c1' }, code: 4001, reason: 'kicked ✓', sentAt: Date.now() }
     await a.transport.publish(close, [b.id])
     await until(() => b.inbox.received.length === 1, 10_000, 'the close envelope')
     t.same(b.inbox.received[0], close)
@@ -244,7 +244,7 @@ function kafkaTests (): void {
     await producer.connect()
     t.teardown(() => producer.disconnect())
     // What a kafkajs retry leaves on the topic: the same record, same id, twice.
-    const record = { key: 'x', value: `${JSON.stringify({ y: 'deliver', o: 'x', t: { kind: 'all' } })}\n${frame(7)}`, headers: { 'ws-hub-id': 'sender-1/1' } }
+    const record = { key: 'x', value: `${JSON.stringify({ y: 'deliver', o: 'x', t: { kind: 'all' }, s: Date.now() })}\n${frame(7)}`, headers: { 'ws-hub-id': 'sender-1/1' } }
     await producer.send({ topic, messages: [record, record] })
     await a.transport.publish(all(a.id, 8))
     await until(() => b.inbox.received.length === 2, 10_000, 'the record and the marker')

@@ -40,6 +40,8 @@ t.test('every option has its documented default', async (t) => {
   t.same(o.registry, { type: 'memory' })
   t.same(o.route, {})
   t.equal(o.queryTimeoutMs, 2000)
+  t.equal(o.maxEnvelopeAgeMs, 3000)
+  t.equal(normalizeOptions({ maxEnvelopeAgeMs: 10_000 }).maxEnvelopeAgeMs, 10_000)
   t.equal(DEFAULTS.maxConnectionsPerIp, 50)
   t.notOk('heartbeatInterval' in o, 'normalized options carry only the new names')
 })
@@ -225,6 +227,8 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['route.onRequest', { route: { onRequest: 'hook' } }, /option "route.onRequest" must be a function or an array \(got "hook"\)/],
   ['route key', { route: { onSend: () => {} } }, /option "route.onSend" is not a known option/],
   ['queryTimeoutMs', { queryTimeoutMs: 0 }, /option "queryTimeoutMs" must be >= 1 \(got 0\)/],
+  ['maxEnvelopeAgeMs', { maxEnvelopeAgeMs: 0 }, /option "maxEnvelopeAgeMs" must be >= 1 \(got 0\)/],
+  ['maxEnvelopeAgeMs type', { maxEnvelopeAgeMs: '3s' }, /option "maxEnvelopeAgeMs" must be integer/],
   ['conflateMs', { conflateMs: 0 }, /option "conflateMs" must be >= 1/],
   ['preparedFrames', { preparedFrames: 'yes' }, /option "preparedFrames" must be boolean/],
   ['broker', { broker: 'redis' }, /option "broker" must be an object with a "type" \(got "redis"\)/],

@@ -180,12 +180,12 @@ if (url !== null) {
       '{"type":"launch","origin":"x"}'
     ]
     for (const text of junk) await admin.publish(`${prefix}all`, text)
-    await admin.publish(`${prefix}all`, encodeEnvelope(envelope('x', 0)).replace(/\n.*$/s, '\nboom'))
-    await admin.publish(`${prefix}inst:b`, encodeEnvelope({ type: 'query', origin: 'x', requestId: 'r', clientIds: ['c'] }))
+    await admin.publish(`${prefix}all`, encodeEnvelope(envelope('x', 0), 1).replace(/\n.*$/s, '\nboom'))
+    await admin.publish(`${prefix}inst:b`, encodeEnvelope({ type: 'query', origin: 'x', requestId: 'r', clientIds: ['c'], sentAt: 2 }))
     await until(() => received.length === 2, 5000, 'the two valid envelopes')
     t.same(received, [
-      { type: 'deliver', origin: 'x', target: { kind: 'all' }, frame: 'boom' },
-      { type: 'query', origin: 'x', requestId: 'r', clientIds: ['c'] }
+      { type: 'deliver', origin: 'x', target: { kind: 'all' }, frame: 'boom', sentAt: 1 },
+      { type: 'query', origin: 'x', requestId: 'r', clientIds: ['c'], sentAt: 2 }
     ])
     const warned = lines.filter((l) => l.level === LEVEL.warn && l.msg.includes('malformed envelope'))
     t.equal(warned.length, junk.length, 'each malformed message logged once')
@@ -202,7 +202,7 @@ if (url !== null) {
     const b = await started(t, { url, prefix, id: 'b' })
     await b.transport.subscribe('x\ny')
     const frame = '{"type":"message","text":"line\\nbreak \u2028 emoji \ud83d\ude00 \\u0000",  "spaced" : 1 }\n second line'
-    const sent: Envelope = { type: 'deliver', origin: 'a', target: { kind: 'topic', topic: 'x\ny' }, frame }
+    const sent: Envelope = { type: 'deliver', origin: 'a', target: { kind: 'topic', topic: 'x\ny' }, frame, sentAt: Date.now() }
     await a.transport.publish(sent)
     const [got] = await b.inbox.waitFor(1, 'the frame')
     t.same(got, sent)

@@ -4,6 +4,12 @@ export type EnvelopeHandler = (envelope: Envelope) => void
 
 export type TransportState = 'up' | 'down'
 
+/** What the hub tells a transport at start. */
+export interface TransportContext {
+  /** The hub's `maxEnvelopeAgeMs`: receivers drop envelopes older than this. */
+  maxEnvelopeAgeMs: number
+}
+
 /**
  * Carries envelopes between hub instances. Delivery is at most once: an
  * envelope published while the backend is unreachable may be lost, never
@@ -20,8 +26,15 @@ export type TransportState = 'up' | 'down'
  */
 export interface Transport {
   /** Resolves once the backend confirmed this instance's own routes. */
-  start: (instanceId: string, onEnvelope: EnvelopeHandler) => Promise<void>
-  /** Resolves once the backend accepted the envelope; rejects (with a coded error) when it did not. */
+  start: (instanceId: string, onEnvelope: EnvelopeHandler, context?: TransportContext) => Promise<void>
+  /**
+   * Resolves once the backend accepted the envelope; rejects (with a coded
+   * error) when it did not. A rejection means no instance handles the
+   * envelope from then on: a publish whose fate is unknown (a timeout, a
+   * reply lost with its connection) may still reach the backend later, so it
+   * rejects only once the envelope is older than `maxEnvelopeAgeMs` and
+   * every receiver drops it (`untilStale`).
+   */
   publish: (envelope: Envelope, to?: readonly string[]) => Promise<void>
   /**
    * Resolves only once the backend confirmed the subscription, so a publish

@@ -9,13 +9,15 @@ export class FailureLog {
   readonly #log: FastifyBaseLogger
   readonly #message: string
   readonly #intervalMs: number
+  readonly #level: 'warn' | 'error'
   #lastLoggedAt = -Infinity
   #suppressed = 0
 
-  constructor (log: FastifyBaseLogger, message: string, intervalMs = 10_000) {
+  constructor (log: FastifyBaseLogger, message: string, intervalMs = 10_000, level: 'warn' | 'error' = 'error') {
     this.#log = log
     this.#message = message
     this.#intervalMs = intervalMs
+    this.#level = level
   }
 
   record (err: unknown, context: Record<string, unknown>): void {
@@ -24,7 +26,7 @@ export class FailureLog {
       this.#suppressed++
       return
     }
-    this.#log.error({ err, ...context, suppressedSinceLastLog: this.#suppressed }, this.#message)
+    this.#log[this.#level]({ err, ...context, suppressedSinceLastLog: this.#suppressed }, this.#message)
     this.#lastLoggedAt = now
     this.#suppressed = 0
   }

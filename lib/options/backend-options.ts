@@ -64,7 +64,11 @@ const KafkaBrokerSchema = Type.Object({
    * leader failover; with replication factor 1 the two are the same.
    */
   acks: withDefault(Type.Union([Type.Literal(1), Type.Literal(-1)], { errorMessage: 'must be 1 or -1' }), 1),
-  /** A publish Kafka has not acknowledged within this many ms rejects. */
+  /**
+   * A publish Kafka has not acknowledged within this many ms is given up:
+   * dropped if still queued; one already sent cannot be taken back, so it
+   * rejects once it is also older than the hub's `maxEnvelopeAgeMs`.
+   */
   publishTimeoutMs: withDefault(integer(1), 3_000),
   /**
    * Publishes waiting for Kafka at once; beyond this, publish rejects at once

@@ -56,8 +56,11 @@ class Inbox {
 }
 
 const frame = (n: number): string => JSON.stringify({ type: 'message', n, text: 'héllo\nwörld ✓' })
+// One send time for the whole suite, so an envelope built twice compares
+// equal; a transport carries the stamp, it never judges it.
+const SENT_AT = Date.now()
 const deliver = (origin: string, n: number, target: Target = { kind: 'all' }): DeliverEnvelope =>
-  ({ type: 'deliver', origin, target, frame: frame(n) })
+  ({ type: 'deliver', origin, target, frame: frame(n), sentAt: SENT_AT })
 const toTopic = (origin: string, n: number, topic: string): DeliverEnvelope => deliver(origin, n, { kind: 'topic', topic })
 
 export function transportSuite (t: TapLike, name: string, factory: TransportFactory): void {
@@ -205,14 +208,15 @@ export function transportSuite (t: TapLike, name: string, factory: TransportFact
     const sent: Array<[Envelope, string[] | undefined]> = [
       [deliver(a.id, 1), undefined],
       [toTopic(a.id, 2, 'topic ✓\nwith newline'), undefined],
-      [{ type: 'deliver', origin: a.id, target: { kind: 'user', userId: 'ü' }, frame: '{"a":"\\n"}\n raw \u2028 😀' }, [b.id]],
-      [{ type: 'close', origin: a.id, target: { kind: 'client', id: 'c1' }, code: 4001, reason: 'kicked ✓' }, [b.id]],
-      [{ type: 'close', origin: a.id, target: { kind: 'user', userId: 'u1' }, code: 1008, reason: '' }, undefined],
-      [{ type: 'query', origin: a.id, requestId: 'r1', clientIds: ['c1', 'c2'] }, [b.id]],
-      [{ type: 'query', origin: a.id, requestId: 'r2', clientIds: [] }, undefined],
+      [{ type: 'deliver', origin: a.id, target: { kind: 'user', userId: 'ü' }, frame: '{"a":"\\n"}\n raw \u2028 😀', sentAt: SENT_AT }, [b.id]],
+      [{ type: 'close', origin: a.id, target: { kind: 'client', id: 'c1' }, code: 4001, reason: 'kicked ✓', sentAt: SENT_AT }, [b.id]],
+      [{ type: 'close', origin: a.id, target: { kind: 'user', userId: 'u1' }, code: 1008, reason: '', sentAt: 0 }, undefined],
+      [{ type: 'query', origin: a.id, requestId: 'r1', clientIds: ['c1', 'c2'], sentAt: SENT_AT }, [b.id]],
+      [{ type: 'query', origin: a.id, requestId: 'r2', clientIds: [], sentAt: SENT_AT + 1 }, undefined],
       [{
         type: 'reply',
         origin: a.id,
+        sentAt: SENT_AT,
         requestId: 'r1',
         connections: [
           { id: 'c1', ip: '::1', userId: null, topics: [], connectedAt: '2024-01-01T00:00:00.000Z', instanceId: a.id },
@@ -222,7 +226,20 @@ export function transportSuite (t: TapLike, name: string, factory: TransportFact
     ]
     for (const [envelope, to] of sent) await a.transport.publish(envelope, to)
     const got = await b.inbox.waitFor(sent.length, timeout)
-    t.same(got, sent.map(([envelope]) => envelope))
+    t.same(got, sent.map(([envelope]) => envelope), 'send times included')
+  })
+
+  // Receivers drop envelopes older than maxEnvelopeAgeMs by this stamp; a
+  // transport that stamped a later time would let stale news through.
+  t.test(`${name}: an unstamped envelope arrives stamped with its send time (or unstamped, in process)`, async (t) => {
+    const a = await started(t, 'a')
+    const b = await started(t, 'b')
+    const before = Date.now()
+    await a.transport.publish({ type: 'query', origin: a.id, requestId: 'r', clientIds: [] }, [b.id])
+    const after = Date.now()
+    const [got] = await b.inbox.waitFor(1, timeout)
+    const sentAt = got?.sentAt
+    t.ok(sentAt === undefined || (sentAt >= before && sentAt <= after), `sentAt ${String(sentAt)} within [${before}, ${after}]`)
   })
 
   t.test(`${name}: subscribe and publish outside start..close reject with a coded error`, async (t) => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -42,6 +42,8 @@ export class PrivateKafka {
   readonly port: number
   readonly #env: NodeJS.ProcessEnv
   readonly #dataDir: string
+  /** The PID `freeze` stopped, until `thaw`. */
+  #frozen: number | null = null
 
   private constructor (port: number, env: NodeJS.ProcessEnv, dataDir: string) {
     this.port = port
@@ -56,6 +58,7 @@ export class PrivateKafka {
     delete env.KAFKA_KEEP_DATA
     const kafka = new PrivateKafka(port, env, dataDir)
     t.teardown(async () => {
+      kafka.thaw()
       await runKafkaSh(['stop'], env).catch(() => {})
       await rm(dataDir, { recursive: true, force: true })
     })
@@ -78,5 +81,31 @@ export class PrivateKafka {
 
   get dataDir (): string {
     return this.#dataDir
+  }
+
+  /**
+   * Freezes the broker's JVM (SIGSTOP): connections stay open and nothing
+   * answers, as a hung broker looks. The teardown thaws it before stopping,
+   * so a failed test never leaves a stopped process behind.
+   */
+  async freeze (): Promise<void> {
+    const pid = await this.#pid()
+    this.#frozen = pid
+    process.kill(pid, 'SIGSTOP')
+  }
+
+  /** Resumes a frozen broker (SIGCONT). */
+  thaw (): void {
+    if (this.#frozen === null) return
+    process.kill(this.#frozen, 'SIGCONT')
+    this.#frozen = null
+  }
+
+  // kafka.sh writes the JVM's own PID, so the signal reaches the broker and
+  // not a wrapper shell.
+  async #pid (): Promise<number> {
+    const pid = Number((await readFile(join(this.#dataDir, 'kafka.pid'), 'utf8')).trim())
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw new Error(`no broker PID in ${this.#dataDir}/kafka.pid`)
+    return pid
   }
 }

@@ -22,7 +22,11 @@ export interface PublishCounters {
   published: number
   /** Publishes rejected at once because `maxPendingPublishes` were waiting. */
   publishOverflows: number
-  /** Publishes that failed or timed out. */
+  /**
+   * Publishes that failed or timed out. One that may already have been sent
+   * is counted only once it is older than `maxEnvelopeAgeMs`, so no instance
+   * handles it afterwards.
+   */
   publishFailures: number
 }
 
@@ -40,11 +44,16 @@ interface Outgoing {
   resolve: () => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout
-  /** Resolved, rejected or expired: later outcomes are ignored. */
+  /** When receivers start dropping it as stale, by this host's clock. */
+  staleAt: number
+  /** Resolved or rejected: later outcomes are ignored. */
   done: boolean
 }
 
-type PublishConfig = Pick<KafkaConfig, 'topic' | 'acks' | 'publishTimeoutMs' | 'maxPendingPublishes'>
+type PublishConfig = Pick<KafkaConfig, 'topic' | 'acks' | 'publishTimeoutMs' | 'maxPendingPublishes'> & {
+  /** The hub's `maxEnvelopeAgeMs`. */
+  maxEnvelopeAgeMs: number
+}
 
 /**
  * The publish queue of one Kafka transport. One request is in flight at a
@@ -52,6 +61,14 @@ type PublishConfig = Pick<KafkaConfig, 'topic' | 'acks' | 'publishTimeoutMs' | '
  * batches under load without a linger delay when idle. Records carry a
  * sender sequence number, so a request kafkajs retried and Kafka wrote twice
  * is recognised on receipt.
+ *
+ * A publish not acknowledged within `publishTimeoutMs` is dropped if it is
+ * still queued. If it is in the request kafkajs is sending, it cannot be
+ * taken back (kafkajs has no way to abort a request, and it retries it), so
+ * it may still be written; it is rejected only once it is older than
+ * `maxEnvelopeAgeMs`, when every receiver drops it, and an acknowledgement
+ * arriving before then still resolves it. A publish reported failed is thus
+ * never handled anywhere afterwards.
  */
 export class KafkaPublisher {
   readonly #producer: Producer
@@ -88,7 +105,8 @@ export class KafkaPublisher {
     this.#seq++
     const headers: IHeaders = { [ID_HEADER]: `${this.#sender}/${this.#seq}` }
     if (to !== undefined) headers[TO_HEADER] = JSON.stringify(to)
-    const value = encodeEnvelope(envelope)
+    const sentAt = envelope.sentAt ?? Date.now()
+    const value = encodeEnvelope(envelope, sentAt)
     await new Promise<void>((resolve, reject) => {
       const item: Outgoing = {
         // Keyed by origin: with several partitions, one origin's envelopes
@@ -98,6 +116,7 @@ export class KafkaPublisher {
         resolve,
         reject,
         done: false,
+        staleAt: sentAt + this.#config.maxEnvelopeAgeMs + 1,
         timer: setTimeout(() => this.#expire(item), publishTimeoutMs)
       }
       this.#queue.push(item)
@@ -111,9 +130,10 @@ export class KafkaPublisher {
     this.#settle(this.#queue.splice(0), error)
   }
 
-  /** Rejects the request in flight; for after the producer disconnected without acknowledging it. */
+  /** Gives up on the request in flight; for after the producer disconnected without acknowledging it. */
   abandon (error: Error): void {
-    this.#settle(this.#inFlight, error)
+    // It may have been written before the disconnect.
+    for (const item of this.#inFlight) this.#hold(item, error)
   }
 
   #flush (): void {
@@ -137,7 +157,12 @@ export class KafkaPublisher {
       },
       (err: unknown) => {
         this.#failed(err)
-        this.#settle(batch, new TransportError(`kafka transport: publish to topic "${topic}" failed: ${message(err)}`, { cause: err }))
+        const error = new TransportError(`kafka transport: publish to topic "${topic}" failed: ${message(err)}`, { cause: err })
+        // A refused record was not written. Any other failure (a timeout, a
+        // connection lost mid-request, retries exhausted) may follow a
+        // write whose acknowledgement was lost.
+        if (isRecordError(err)) this.#settle(batch, error)
+        else for (const item of batch) this.#hold(item, error)
       }
     ).finally(() => {
       // Counted until kafkajs settles, not when a publish times out: a
@@ -147,13 +172,29 @@ export class KafkaPublisher {
     }).catch((err: unknown) => this.#log.error({ err }, 'ws-hub: kafka publish bookkeeping failed'))
   }
 
-  /** A publish nobody acknowledged in time: rejected, and dropped if not yet sent. */
+  /** A publish nobody acknowledged in time: dropped if not yet sent, else held until stale. */
   #expire (item: Outgoing): void {
-    const index = this.#queue.indexOf(item)
-    if (index !== -1) this.#queue.splice(index, 1)
     const error = new TransportError(`kafka transport: publish to topic "${this.#config.topic}" not acknowledged within ${this.#config.publishTimeoutMs} ms`)
     this.#failed(error)
+    const index = this.#queue.indexOf(item)
+    if (index === -1) {
+      this.#hold(item, error)
+      return
+    }
+    this.#queue.splice(index, 1)
     this.#settle([item], error)
+  }
+
+  /**
+   * Rejects a publish that may have been written once receivers drop it as
+   * stale; an acknowledgement before then resolves it instead.
+   */
+  #hold (item: Outgoing, error: Error): void {
+    if (item.done) return
+    clearTimeout(item.timer)
+    const wait = item.staleAt - Date.now()
+    if (wait <= 0) this.#settle([item], error)
+    else item.timer = setTimeout(() => this.#settle([item], new TransportError(`${error.message}; reported once older than maxEnvelopeAgeMs (${this.#config.maxEnvelopeAgeMs} ms), from when no instance handles it`, { cause: error })), wait)
   }
 
   #failed (err: unknown): void {

@@ -10,8 +10,8 @@ import {
   type Producer
 } from 'kafkajs'
 import { TransportError } from '../../errors.js'
-import { decodeEnvelope, type Envelope } from '../envelope.js'
-import type { EnvelopeHandler, Transport, TransportState } from '../transport.js'
+import { DEFAULT_MAX_ENVELOPE_AGE_MS, decodeEnvelope, type Envelope } from '../envelope.js'
+import type { EnvelopeHandler, Transport, TransportContext, TransportState } from '../transport.js'
 import { normalizeKafkaOptions, type KafkaConfig } from './kafka-options.js'
 import { KafkaPublisher, MAX_REQUEST_RECORDS, type PublishCounters } from './kafka-publisher.js'
 import { addressedTo, header, ID_HEADER, RecentIds, TO_HEADER } from './kafka-records.js'
@@ -55,7 +55,9 @@ export interface KafkaTransportCounters extends PublishCounters {
  * Delivery is at most once and never duplicated: the consumer keeps its
  * position in memory and seeks back to it whenever it rejoins its group, and
  * records carry a sender sequence number so a producer retry that Kafka wrote
- * twice is handed over once.
+ * twice is handed over once. A publish already in a request when it timed
+ * out cannot be taken back from kafkajs and may be written late; it is
+ * reported failed only once receivers drop it as stale (see KafkaPublisher).
  *
  * Latency tuning: acks 1 by default (see `acks`). No linger: an idle
  * transport sends a publish at once; publishes made while a request is in
@@ -71,6 +73,7 @@ export class KafkaTransport implements Transport {
   readonly #kafka: Kafka
   #instanceId = ''
   #groupId = ''
+  #maxEnvelopeAgeMs = DEFAULT_MAX_ENVELOPE_AGE_MS
   #handler: EnvelopeHandler | null = null
   #producer: Producer | null = null
   #publisher: KafkaPublisher | null = null
@@ -103,11 +106,12 @@ export class KafkaTransport implements Transport {
     this.#kafka = createKafka(this.#config, log, () => this.#running && this.#reported === 'down')
   }
 
-  async start (instanceId: string, handler: EnvelopeHandler): Promise<void> {
+  async start (instanceId: string, handler: EnvelopeHandler, context?: TransportContext): Promise<void> {
     if (this.#closing !== null) throw new TransportError('kafka transport: start() after close()')
     if (this.#handler !== null) throw new TransportError('kafka transport: start() called twice')
     const { topic, startTimeoutMs } = this.#config
     this.#instanceId = instanceId
+    this.#maxEnvelopeAgeMs = context?.maxEnvelopeAgeMs ?? DEFAULT_MAX_ENVELOPE_AGE_MS
     this.#handler = handler
     this.#groupId = `${this.#config.groupPrefix}-${instanceId}`
 
@@ -150,7 +154,7 @@ export class KafkaTransport implements Transport {
     this.#producer = producer
     await producer.connect()
     this.#throwIfClosing()
-    this.#publisher = new KafkaPublisher(producer, this.#config, this.counters, {
+    this.#publisher = new KafkaPublisher(producer, { ...this.#config, maxEnvelopeAgeMs: this.#maxEnvelopeAgeMs }, this.counters, {
       sent: () => { this.#publishFailedAt = 0 },
       failed: (reason) => {
         this.#publishFailedAt = Date.now()

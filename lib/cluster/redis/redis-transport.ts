@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { TransportError } from '../../errors.js'
-import { decodeEnvelope, encodeEnvelope, type Envelope, type Target } from '../envelope.js'
-import type { EnvelopeHandler, Transport, TransportState } from '../transport.js'
+import { DEFAULT_MAX_ENVELOPE_AGE_MS, decodeEnvelope, encodeEnvelope, untilStale, type Envelope, type Target } from '../envelope.js'
+import type { EnvelopeHandler, Transport, TransportContext, TransportState } from '../transport.js'
 import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
 import { BACKEND_DEFAULTS } from '../../options/backend-options.js'
 
@@ -51,7 +51,8 @@ export function channelLayout (prefix: string): ChannelLayout {
  * Delivery is at most once. While Redis is unreachable, `publish` rejects at
  * once (nothing is queued to be sent minutes later) and envelopes from other
  * instances are missed; a publish whose reply was lost is never re-sent, so
- * nothing is delivered twice. The connections reconnect forever with capped
+ * nothing is delivered twice, and it rejects only once it is older than
+ * `maxEnvelopeAgeMs`, so one reported failed is never handled afterwards. The connections reconnect forever with capped
  * backoff; the topics this instance subscribed to are kept, even when their
  * `subscribe` rejected, and subscribed again on every reconnect. `state()` is
  * 'up' only when both connections are ready and Redis has confirmed every
@@ -76,6 +77,7 @@ export class RedisTransport implements Transport {
   #reported: TransportState | null = null
   #lastError: unknown = undefined
   #closing: Promise<void> | null = null
+  #maxEnvelopeAgeMs = DEFAULT_MAX_ENVELOPE_AGE_MS
 
   constructor (options: RedisTransportOptions, log: FastifyBaseLogger) {
     this.#source = checkSource(options, 'broker')
@@ -85,10 +87,11 @@ export class RedisTransport implements Transport {
   }
 
   /** Connects both connections and resolves once Redis confirmed this instance's two channels. */
-  async start (instanceId: string, onEnvelope: EnvelopeHandler): Promise<void> {
+  async start (instanceId: string, onEnvelope: EnvelopeHandler, context?: TransportContext): Promise<void> {
     if (this.#closing !== null) throw new TransportError('RedisTransport: start() called after close()')
     if (this.#instanceId !== null) throw new TransportError(`RedisTransport: already started as instance ${this.#instanceId}`)
     this.#instanceId = instanceId
+    this.#maxEnvelopeAgeMs = context?.maxEnvelopeAgeMs ?? DEFAULT_MAX_ENVELOPE_AGE_MS
     const own = [this.#channels.all, this.#channels.instance(instanceId)]
     const pub = openConnection(this.#source, `ws-hub:transport:pub:${instanceId}`)
     const sub = openConnection(this.#source, `ws-hub:transport:sub:${instanceId}`)
@@ -132,19 +135,28 @@ export class RedisTransport implements Transport {
     if (pub.status !== 'ready') {
       throw new TransportError(`RedisTransport: Redis is unreachable (publisher ${pub.status}); ${describe(envelope)} not sent to ${channels.join(', ')}`, { cause: this.#lastError })
     }
-    const text = encodeEnvelope(envelope)
+    const sentAt = envelope.sentAt ?? Date.now()
+    const text = encodeEnvelope(envelope, sentAt)
     const results = await Promise.allSettled(channels.map(async (channel) => pub.publish(channel, text)))
     const failed: string[] = []
     let cause: unknown
+    let unknown = false
     results.forEach((result, index) => {
       if (result.status === 'rejected') {
         failed.push(channels[index] ?? '?')
         cause ??= result.reason
+        unknown ||= !isRefusal(result.reason)
       }
     })
-    if (failed.length > 0) {
-      throw new TransportError(`RedisTransport: publishing ${describe(envelope)} failed on ${failed.length} of ${channels.length} channels (${failed.join(', ')})`, { cause })
+    if (failed.length === 0) return
+    if (unknown) {
+      // A timed-out PUBLISH, or one written before its connection dropped,
+      // may still run when Redis reads it (a frozen server runs everything
+      // it buffered when it resumes). Rejecting only once every receiver
+      // drops it as stale keeps "failed" true: it is never delivered after.
+      await untilStale(sentAt, this.#maxEnvelopeAgeMs)
     }
+    throw new TransportError(`RedisTransport: publishing ${describe(envelope)} failed on ${failed.length} of ${channels.length} channels (${failed.join(', ')})${unknown ? `; reported once older than maxEnvelopeAgeMs (${this.#maxEnvelopeAgeMs} ms), from when no instance handles it` : ''}`, { cause })
   }
 
   /**
@@ -268,6 +280,11 @@ export class RedisTransport implements Transport {
     this.#log.warn({ err, publisher: this.#pub?.status, subscriber: this.#sub?.status, instanceId: this.#instanceId },
       'ws-hub: Redis transport down; envelopes to and from other instances are dropped until it reconnects')
   }
+}
+
+/** An error reply: Redis read the command and did not run it. Anything else leaves its fate unknown. */
+function isRefusal (err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError'
 }
 
 function describe (envelope: Envelope): string {
