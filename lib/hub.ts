@@ -5,7 +5,7 @@ import type { ConnectionInfo } from './connections/connection.js'
 import type { Directory } from './cluster/directory.js'
 import type { DeliveryReport, MessageDispatcher, PublishCallOptions } from './dispatch/message-dispatcher.js'
 import type { HubStats } from './http/rest-schemas.js'
-import { CloseCodes, ClientId, Topic, UserId } from './protocol/frames.js'
+import { CloseCodes, ClientId, Topic, UserId, nestsDeeperThan } from './protocol/frames.js'
 import { InvalidArgumentError } from './errors.js'
 
 export interface ListPage {
@@ -49,6 +49,8 @@ export interface HubDeps {
   dispatcher: MessageDispatcher
   directory: Directory
   stats: () => HubStats
+  /** The socket side's limit, applied to every message sent through the facade. */
+  maxJsonDepth: number
 }
 
 const DEFAULT_PAGE = 100
@@ -73,24 +75,28 @@ export class WsHub extends EventEmitter<HubEvents> {
 
   /** `{"type":"server-broadcast"}` to every client of every instance. */
   broadcast (message: unknown): Promise<DeliveryReport> {
+    this.#checkDepth(message)
     return this.#deps.dispatcher.broadcast(message)
   }
 
   /** `{"type":"direct","from":"server"}` to one client, wherever it is connected. */
   sendTo (clientId: string, message: unknown): Promise<DeliveryReport> {
     check(checkClientId.Check(clientId), 'clientId', clientId)
+    this.#checkDepth(message)
     return this.#deps.dispatcher.sendTo(clientId, message)
   }
 
   /** `{"type":"direct","from":"server","user":...}` to every connection of a user. */
   sendToUser (userId: string, message: unknown): Promise<DeliveryReport> {
     check(checkUserId.Check(userId), 'userId', userId)
+    this.#checkDepth(message)
     return this.#deps.dispatcher.sendToUser(userId, message)
   }
 
   /** `{"type":"publish","from":"server"}` to the topic's subscribers on every instance. */
   publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
     check(checkTopic.Check(topic), 'topic', topic)
+    this.#checkDepth(message)
     return this.#deps.dispatcher.publish(topic, message, options)
   }
 
@@ -164,6 +170,19 @@ export class WsHub extends EventEmitter<HubEvents> {
   /** Counters of this instance. */
   stats (): HubStats {
     return this.#deps.stats()
+  }
+
+  /**
+   * A client's frame may nest at most `maxJsonDepth` levels, itself
+   * included; a message sent here gets the same wrapper, so it meets the
+   * same limit. Checked before the dispatcher serializes it: JSON.stringify
+   * recurses, and a few thousand levels overflow the stack there.
+   */
+  #checkDepth (message: unknown): void {
+    const max = this.#deps.maxJsonDepth
+    if (nestsDeeperThan({ message }, max)) {
+      throw new InvalidArgumentError(`fastify-ws-hub: message nests deeper than ${max} levels (maxJsonDepth)`)
+    }
   }
 }
 

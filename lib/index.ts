@@ -18,6 +18,7 @@ import { registerRestRoutes } from './http/rest-routes.js'
 import { registerAsyncApiRoute } from './http/asyncapi-route.js'
 import type { HealthReport, HubStats } from './http/rest-schemas.js'
 import { registerWebsocket } from './http/websocket-server.js'
+import { guardUpgrades } from './http/upgrade-guard.js'
 import { createClusterState, createTransport } from './cluster/backends.js'
 import { WsHub } from './hub.js'
 import { attachInternals } from './internals.js'
@@ -103,7 +104,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     staleEnvelopesDropped: dispatcher.counters.staleEnvelopesDropped,
     brokerState: transportState()
   })
-  const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats })
+  const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth })
   protocol = new ProtocolHandler({
     connections,
     dispatcher,
@@ -130,6 +131,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     await closeAllSockets(fastify.websocketServer, connections, options.closeTimeoutMs)
   }
   await registerWebsocket(fastify, options, closeSockets, telemetry)
+  guardUpgrades(fastify)
 
   fastify.decorate('wsHub', hub)
   attachInternals(hub, { connections, dispatcher, heartbeat, cluster: cluster.value, transport: transport.value })
@@ -141,7 +143,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
       const state = transportState()
       return { status: state === 'down' ? 'degraded' : 'ok', instanceId, broker: state, connections: connections.count }
     }
-    await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: restAuth, hub, health })
+    await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: restAuth, hub, health, maxJsonDepth: options.maxJsonDepth })
     registerAsyncApiRoute(fastify, { prefix: options.rest.prefix, path: options.path, protocols: options.protocols })
   }
   if (options.metrics !== false) {

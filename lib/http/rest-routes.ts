@@ -4,6 +4,8 @@ import type { RestAuth, RestRouteName } from '../options/hub-options.js'
 import { authHook } from './rest-auth.js'
 import type { WsHub } from '../hub.js'
 import { QueryTimeoutError } from '../errors.js'
+import { jsonBodyParser, restErrorHandler } from './rest-body.js'
+import { withLongIds } from './long-ids.js'
 import {
   ConnectionInfoSchema,
   ConnectionList,
@@ -27,6 +29,8 @@ export interface RestRouteDeps {
   /** false: open on purpose (the plugin warns at startup). */
   auth: RestAuth | false
   hub: WsHub
+  /** Bodies nest no deeper than a client's frames may. */
+  maxJsonDepth: number
 }
 
 const TAGS = ['ws-hub']
@@ -59,8 +63,14 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     app.addSchema(ConnectionInfoSchema)
 
     if (auth !== false) app.addHook('onRequest', authHook(auth))
+    // In this scope only: the app's own routes keep Fastify's parser.
+    app.removeContentTypeParser('application/json')
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(deps.maxJsonDepth))
+    app.setErrorHandler(restErrorHandler)
 
     const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 503: ErrorSchema }
+    // What Fastify answers before a body reaches the schema: over bodyLimit, or not JSON.
+    const bodyErrors = { ...errors, 413: ErrorSchema, 415: ErrorSchema }
 
     const on = (name: RestRouteName): boolean => !deps.disable.has(name)
 
@@ -77,8 +87,9 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
     }
 
     if (on('getConnection')) {
-      app.get('/connections/:id', {
-        schema: { tags: TAGS, summary: 'Describe one connection, on whichever instance holds it', params: IdParams, response: { 200: ConnectionInfoSchema, ...errors } }
+      withLongIds('/connections', 'id', '', (route) => app.get(route.url, {
+        preValidation: route.preValidation,
+        schema: { ...route.schema, tags: TAGS, summary: 'Describe one connection, on whichever instance holds it', params: IdParams, response: { 200: ConnectionInfoSchema, ...errors } }
       }, async (request, reply) => {
         let info
         try {
@@ -89,59 +100,63 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
         }
         if (info !== null) return info
         return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
-      })
+      }))
     }
 
     if (on('closeConnection')) {
-      app.delete('/connections/:id', {
-        schema: { tags: TAGS, summary: 'Close a connection with code 4000, on whichever instance holds it', params: IdParams, response: { 204: Type204, ...errors } }
+      withLongIds('/connections', 'id', '', (route) => app.delete(route.url, {
+        preValidation: route.preValidation,
+        schema: { ...route.schema, tags: TAGS, summary: 'Close a connection with code 4000, on whichever instance holds it', params: IdParams, response: { 204: Type204, ...errors } }
       }, async (request, reply) => {
         const report = await hub.close({ clientId: request.params.id })
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
         return reply.code(204).send()
-      })
+      }))
     }
 
     if (on('broadcast')) {
       app.post('/connections/broadcast', {
-        schema: { tags: TAGS, summary: 'Send {"type":"server-broadcast"} to every client', body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+        schema: { tags: TAGS, summary: 'Send {"type":"server-broadcast"} to every client', body: PushBody, response: { 200: DeliveryResponse, ...bodyErrors } }
       }, async (request) => hub.broadcast(request.body.message))
     }
 
     if (on('sendToConnection')) {
-      app.post('/connections/:id/send', {
-        schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server"} to one client', params: IdParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+      withLongIds('/connections', 'id', '/send', (route) => app.post(route.url, {
+        preValidation: route.preValidation,
+        schema: { ...route.schema, tags: TAGS, summary: 'Send {"type":"direct","from":"server"} to one client', params: IdParams, body: PushBody, response: { 200: DeliveryResponse, ...bodyErrors } }
       }, async (request, reply) => {
         const report = await hub.sendTo(request.params.id, request.body.message)
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_client', `no client with id ${request.params.id}`)
         return report
-      })
+      }))
     }
 
     if (on('publish')) {
       app.post('/topics/:topic/publish', {
-        schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers', params: TopicParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+        schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers', params: TopicParams, body: PushBody, response: { 200: DeliveryResponse, ...bodyErrors } }
       }, async (request) => hub.publish(request.params.topic, request.body.message))
     }
 
     if (on('sendToUser')) {
-      app.post('/users/:userId/send', {
-        schema: { tags: TAGS, summary: 'Send {"type":"direct","from":"server","user":...} to every connection of a user', params: UserParams, body: PushBody, response: { 200: DeliveryResponse, ...errors } }
+      withLongIds('/users', 'userId', '/send', (route) => app.post(route.url, {
+        preValidation: route.preValidation,
+        schema: { ...route.schema, tags: TAGS, summary: 'Send {"type":"direct","from":"server","user":...} to every connection of a user', params: UserParams, body: PushBody, response: { 200: DeliveryResponse, ...bodyErrors } }
       }, async (request, reply) => {
         const report = await hub.sendToUser(request.params.userId, request.body.message)
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_user', `no connection of user ${request.params.userId}`)
         return report
-      })
+      }))
     }
 
     if (on('closeUser')) {
-      app.delete('/users/:userId', {
-        schema: { tags: TAGS, summary: 'Close every connection of a user with 4000 (for example on logout)', params: UserParams, response: { 204: Type204, ...errors } }
+      withLongIds('/users', 'userId', '', (route) => app.delete(route.url, {
+        preValidation: route.preValidation,
+        schema: { ...route.schema, tags: TAGS, summary: 'Close every connection of a user with 4000 (for example on logout)', params: UserParams, response: { 204: Type204, ...errors } }
       }, async (request, reply) => {
         const report = await hub.close({ userId: request.params.userId })
         if (report.recipients === 0 && report.remoteInstances === 0) return notFound(reply, 'unknown_user', `no connection of user ${request.params.userId}`)
         return reply.code(204).send()
-      })
+      }))
     }
   }, { prefix: deps.prefix })
 }

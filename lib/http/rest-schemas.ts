@@ -18,9 +18,10 @@ export const ErrorSchema = Type.Object({
   message: Type.String()
 }, { $id: 'WsHubError' })
 
+// Optional: a caller may leave them out, and the defaults apply.
 export const ListQuery = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  offset: Type.Integer({ minimum: 0, default: 0 })
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 }))
 })
 
 export const ConnectionList = Type.Object({
