@@ -81,6 +81,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   const heartbeat = new Heartbeat(connections, options.heartbeatIntervalMs)
   const revalidator = new Revalidator(connections, options, log)
   const transportState = (): HubStats['brokerState'] => transport.value === null ? 'none' : transport.value.state()
+  // A custom registry without `state` is taken as up: the hub cannot tell.
+  const registryState = (): HubStats['registryState'] => cluster.value.state?.() ?? 'up'
   let protocol: ProtocolHandler | null = null
   const stats = (): HubStats => ({
     instanceId,
@@ -102,7 +104,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     remoteEnvelopesIn: dispatcher.counters.remoteEnvelopesIn,
     protocolViolations: telemetry.protocolViolations,
     staleEnvelopesDropped: dispatcher.counters.staleEnvelopesDropped,
-    brokerState: transportState()
+    brokerState: transportState(),
+    registryState: registryState()
   })
   const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth })
   protocol = new ProtocolHandler({
@@ -140,8 +143,10 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   const restAuth = options.rest === false ? false : options.rest.auth ?? false
   if (options.rest !== false) {
     const health = (): HealthReport => {
-      const state = transportState()
-      return { status: state === 'down' ? 'degraded' : 'ok', instanceId, broker: state, connections: connections.count }
+      const broker = transportState()
+      const registry = registryState()
+      const status = broker === 'down' || registry === 'down' ? 'degraded' : 'ok'
+      return { status, instanceId, broker, registry, connections: connections.count }
     }
     await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: restAuth, hub, health, maxJsonDepth: options.maxJsonDepth })
     registerAsyncApiRoute(fastify, { prefix: options.rest.prefix, path: options.path, protocols: options.protocols })

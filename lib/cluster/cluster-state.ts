@@ -9,6 +9,14 @@ import type { Limiter } from './limiter.js'
 export interface ClusterState {
   limiter: Limiter
   directory: Directory
+  /**
+   * Whether the backend answers, for health and metrics: 'down' while it is
+   * unreachable or hangs, when the limiter refuses handshakes and the
+   * directory cannot answer. Left out, the backend is always 'up' (memory).
+   */
+  state?: () => ClusterStateHealth
   /** Idempotent. Closes only what the backend itself opened. */
   close: () => Promise<void>
 }
+
+export type ClusterStateHealth = 'up' | 'down'

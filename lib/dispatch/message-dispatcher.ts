@@ -22,6 +22,28 @@ export interface DeliveryReport {
   conflated?: true
 }
 
+/**
+ * What `dispatch` did at once, and what is still under way with the other
+ * instances, for callers that answer as soon as the local part is done.
+ */
+export interface Dispatch {
+  /** Clients of this instance that were written to. */
+  recipients: number
+  /**
+   * How many other instances hold a client or user target, once the
+   * directory answered; 0 at once for a client held here and for fan-outs
+   * (everyone, a topic). Rejects when the directory cannot answer: while the
+   * registry is down or hangs, bounded by its outage detection.
+   */
+  holders: Promise<number>
+  /**
+   * Other instances the message was handed to, once the transport took it.
+   * Never rejects: a failure is counted (`brokerPublishFailures`), logged
+   * (rate-limited) and reported as 0.
+   */
+  remote: Promise<number>
+}
+
 export interface PublishCallOptions {
   /** Conflation key: keep only the latest message per key per throttle window. */
   conflate?: string
@@ -138,15 +160,25 @@ export class MessageDispatcher {
   }
 
   /**
-   * Sends any frame to a target. For a client or user target, the report's
-   * `recipients` is 0 and `remoteInstances` 0 when no instance holds it.
+   * Sends any frame to a target and resolves once the transport took it (or
+   * failed). For a client or user target, the report's `recipients` is 0
+   * and `remoteInstances` 0 when no instance holds it.
    */
   async send (target: Target, frame: OutgoingFrame, options: DispatchOptions = {}): Promise<DeliveryReport> {
+    const sent = this.dispatch(target, frame, options)
+    return { recipients: sent.recipients, remoteInstances: await sent.remote }
+  }
+
+  /**
+   * Sends any frame to a target: the local clients are written to before
+   * this returns; the other instances are reached in the background (see
+   * `Dispatch`), so a caller can answer without waiting on the transport.
+   */
+  dispatch (target: Target, frame: OutgoingFrame, options: DispatchOptions = {}): Dispatch {
     const text = frameText(frame)
     const recipients = this.deliverLocal(target, Buffer.from(text), options.exclude)
-    if (this.#transport === null) return { recipients, remoteInstances: 0 }
-    if (target.kind === 'client' && recipients > 0) return { recipients, remoteInstances: 0 }
-    return { recipients, remoteInstances: await this.#sendRemote({ type: 'deliver', origin: this.#instanceId, target, frame: text }, target) }
+    if (this.#transport === null || (target.kind === 'client' && recipients > 0)) return { recipients, holders: NONE, remote: NONE }
+    return { recipients, ...this.#sendRemote({ type: 'deliver', origin: this.#instanceId, target, frame: text }, target) }
   }
 
   /**
@@ -158,7 +190,7 @@ export class MessageDispatcher {
     const recipients = this.#closeLocal(target, code, reason)
     if (this.#transport === null) return { recipients, remoteInstances: 0 }
     if (target.kind === 'client' && recipients > 0) return { recipients, remoteInstances: 0 }
-    return { recipients, remoteInstances: await this.#sendRemote({ type: 'close', origin: this.#instanceId, target, code, reason }, target) }
+    return { recipients, remoteInstances: await this.#sendRemote({ type: 'close', origin: this.#instanceId, target, code, reason }, target).remote }
   }
 
   /**
@@ -216,32 +248,39 @@ export class MessageDispatcher {
   }
 
   /**
-   * Hands an envelope to the instances that need it and returns how many.
-   * Never throws: the local clients already have the message, so a
-   * transport or directory failure is counted and logged, not thrown at the
-   * sender.
+   * Hands an envelope to the instances that need it: first asks the
+   * directory which ones hold a client or user target, then publishes.
+   * `remote` never rejects: the local clients already have the message, so
+   * a transport or directory failure is counted and logged, not thrown at
+   * the sender; `holders` rejects with the directory's failure, for callers
+   * that must tell "nobody holds it" from "nobody can say".
    */
-  async #sendRemote (envelope: Envelope, target: Target): Promise<number> {
-    try {
-      if (target.kind === 'client') {
-        const holder = await this.#directory.locate(target.id)
-        if (holder === null || holder === this.#instanceId) return 0
-        await this.#timedPublish(envelope, [holder])
-        return 1
-      }
-      if (target.kind === 'user') {
-        const holders = (await this.#directory.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
-        if (holders.length === 0) return 0
-        await this.#timedPublish(envelope, holders)
-        return holders.length
-      }
-      await this.#timedPublish(envelope, undefined)
-      return await this.#otherInstances()
-    } catch (err) {
+  #sendRemote (envelope: Envelope, target: Target): Pick<Dispatch, 'holders' | 'remote'> {
+    // undefined: a fan-out, published on a shared channel.
+    const to = this.#holdersOf(target)
+    const remote = to.then(async (ids) => {
+      if (ids !== undefined && ids.length === 0) return 0
+      await this.#timedPublish(envelope, ids)
+      return ids?.length ?? await this.#otherInstances()
+    }).catch((err: unknown) => {
       this.counters.brokerPublishFailures++
       this.#failures.record(err, { target })
       return 0
+    })
+    const holders = to.then((ids) => ids?.length ?? 0)
+    // Marks it handled for callers that only want `remote`; whoever awaits
+    // it still sees the rejection.
+    holders.catch(noop)
+    return { holders, remote }
+  }
+
+  async #holdersOf (target: Target): Promise<string[] | undefined> {
+    if (target.kind === 'client') {
+      const holder = await this.#directory.locate(target.id)
+      return holder === null || holder === this.#instanceId ? [] : [holder]
     }
+    if (target.kind === 'user') return (await this.#directory.locateUser(target.userId)).filter((id) => id !== this.#instanceId)
+    return undefined
   }
 
   /**
@@ -296,6 +335,7 @@ export class MessageDispatcher {
 }
 
 const INSTANCES_TTL_MS = 1000
+const NONE: Promise<number> = Promise.resolve(0)
 
 function noop (): void {}
 

@@ -86,6 +86,7 @@ export async function registerMetrics (fastify: FastifyInstance, deps: MetricsDe
   counter('errors_sent_total', 'Error frames sent to clients', () => stats().errorsSent)
   labelledCounter('protocol_violations_total', 'Client input that broke the protocol, by reason', 'reason', () => telemetry.violationsByReason)
   gauge('broker_up', '1 when the broker is reachable (or none is used), 0 while it is down', () => stats().brokerState === 'down' ? 0 : 1)
+  gauge('registry_up', '1 when the registry (limits and directory) answers, 0 while it is down or hangs', () => stats().registryState === 'down' ? 0 : 1)
   const publishSeconds = new prom.Histogram({
     name: p + 'broker_publish_seconds',
     help: 'Time for the broker to accept a cross-instance publish',

@@ -52,9 +52,10 @@ export const DeliveryResponse = Type.Object({
 })
 
 export const HealthSchema = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], { description: '`degraded` while the broker or the registry is down' }),
   instanceId: Type.String(),
   broker: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')]),
+  registry: Type.Union([Type.Literal('up'), Type.Literal('down')], { description: 'The cluster state (limits and directory); `down` while it is unreachable or hangs, when handshakes are refused' }),
   connections: Type.Integer()
 })
 export type HealthReport = Static<typeof HealthSchema>
@@ -94,7 +95,8 @@ export const StatsSchema = Type.Object({
   protocolViolations: Count,
   /** Envelopes from other instances older than `maxEnvelopeAgeMs` on arrival, dropped (also in `remoteEnvelopesIn`). */
   staleEnvelopesDropped: Count,
-  brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')])
+  brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')]),
+  registryState: Type.Union([Type.Literal('up'), Type.Literal('down')])
 })
 
 /** Counters of one instance, as `stats()` and `GET /stats` report them. */

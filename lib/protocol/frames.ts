@@ -118,6 +118,8 @@ export const ErrorCodes = {
   invalidMessage: 'invalid_message',
   unknownType: 'unknown_type',
   unknownTarget: 'unknown_target',
+  /** The cluster state cannot say whether a `direct` target exists (the registry is down or hangs); try again later. */
+  unavailable: 'unavailable',
   unsupportedBinary: 'unsupported_binary',
   rateLimited: 'rate_limited',
   tooManyTopics: 'too_many_topics',

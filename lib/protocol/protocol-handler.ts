@@ -170,7 +170,10 @@ export class ProtocolHandler {
       case 'broadcast': {
         const frame = message as BroadcastFrame
         this.#maybeEcho(connection, frame.message)
-        await this.#dispatcher.send({ kind: 'all' }, withSender(connection, { type: 'message', message: frame.message }))
+        // The ack reflects local delivery: the other instances are reached in
+        // the background, and a failure there is counted and logged, never
+        // held against the sender (nor a stalled broker awaited).
+        this.#dispatcher.dispatch({ kind: 'all' }, withSender(connection, { type: 'message', message: frame.message }))
         return true
       }
       case 'direct': {
@@ -183,9 +186,22 @@ export class ProtocolHandler {
         const target: Target = frame.target !== undefined ? { kind: 'client', id: frame.target } : { kind: 'user', userId: frame.user ?? '' }
         const out = withSender(connection, { type: 'direct', message: frame.message })
         if (frame.user !== undefined) out.user = frame.user
-        const report = await this.#dispatcher.send(target, out)
-        if (report.recipients === 0 && report.remoteInstances === 0) {
-          const who = frame.target !== undefined ? `client with id ${frame.target}` : `connection of user ${frame.user ?? ''}`
+        const sent = this.#dispatcher.dispatch(target, out)
+        // Delivered here: acked at once, like a broadcast.
+        if (sent.recipients > 0) return true
+        // Only the directory can tell a target held elsewhere from one that
+        // does not exist. It answers, or fails once the registry is found
+        // down or hung; the publish itself is still not awaited.
+        const who = frame.target !== undefined ? `client with id ${frame.target}` : `connection of user ${frame.user ?? ''}`
+        let holders: number
+        try {
+          holders = await sent.holders
+        } catch {
+          // The failure is counted and logged (rate-limited) by the dispatcher.
+          this.#error(connection, ErrorCodes.unavailable, `cannot tell where the ${who} is: the cluster state is unavailable; try again later`, frame.id)
+          return false
+        }
+        if (holders === 0) {
           this.#error(connection, ErrorCodes.unknownTarget, `no ${who}`, frame.id)
           return false
         }
@@ -199,7 +215,11 @@ export class ProtocolHandler {
         }
         this.#connections.subscribe(connection, topic)
         // Acked once the transport confirmed this instance's interest, so a
-        // publish made on any instance after the ack reaches the client.
+        // publish made on any instance after the ack reaches the client. A
+        // broker that is down refuses at once, and a hung Redis is dropped
+        // by the connection watchdog, which rejects the SUBSCRIBE: the ack
+        // is then late by at most the stall detection time, never held
+        // until the broker returns (the interest is restored then).
         await this.#interest.ready(topic)
         return true
       }
@@ -209,7 +229,8 @@ export class ProtocolHandler {
       case 'publish': {
         const frame = message as PublishFrame
         this.#maybeEcho(connection, frame.message)
-        await this.#dispatcher.send(
+        // Acked after local delivery, as a broadcast is.
+        this.#dispatcher.dispatch(
           { kind: 'topic', topic: frame.topic },
           withSender(connection, { type: 'publish', topic: frame.topic, message: frame.message })
         )

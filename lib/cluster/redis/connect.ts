@@ -11,8 +11,29 @@ export interface RedisSource {
 export const RECONNECT_BASE_MS = 100
 /** Longest wait between reconnect attempts: Redis is back in use at most this long after it is. */
 export const RECONNECT_MAX_MS = 2_000
-/** A command without a reply after this long is rejected, so a black-holed connection cannot hang callers. */
-export const COMMAND_TIMEOUT_MS = 5_000
+/**
+ * A command without a reply after this long is rejected. The watchdog below
+ * drops a hung connection sooner, which rejects everything in flight on it;
+ * this is the backstop for a connection it does not watch yet (one still
+ * sending its ready check after a reconnect).
+ */
+export const COMMAND_TIMEOUT_MS = 3_000
+/** How long each ready connection waits after a PING reply before the next PING. */
+export const WATCHDOG_INTERVAL_MS = 1_000
+/**
+ * A PING without a reply after this long means Redis hangs (a stopped
+ * process, a black-holed network): the connection is dropped and reconnects.
+ * A live Redis answers PING in well under a millisecond, so this only trips
+ * on a stall, or on an event loop blocked for about this long.
+ */
+export const WATCHDOG_TIMEOUT_MS = 1_000
+/**
+ * A Redis that stops answering is detected, and every command in flight on
+ * the connection rejected, at most this long after it stopped (plus event
+ * loop lag): the PING sent just before the stall was answered, the next one
+ * goes out an interval later and times out.
+ */
+export const STALL_DETECTION_MS = WATCHDOG_INTERVAL_MS + WATCHDOG_TIMEOUT_MS
 /** How long `close` waits for QUIT and for the socket to end before it drops the connection. */
 export const CLOSE_TIMEOUT_MS = 1_000
 
@@ -72,9 +93,80 @@ export function checkSource (source: RedisSource, option: 'broker' | 'registry')
  */
 export function openConnection (source: RedisSource, name: string): Redis {
   const settings: Partial<RedisOptions> = { ...SETTINGS, connectionName: connectionName(name) }
-  if (source.client !== undefined) return source.client.duplicate(settings)
-  if (source.url !== undefined) return new Redis(source.url, settings)
-  throw new OptionsError('fastify-ws-hub: a Redis backend needs "url" or "client"')
+  let client: Redis
+  if (source.client !== undefined) client = source.client.duplicate(settings)
+  else if (source.url !== undefined) client = new Redis(source.url, settings)
+  else throw new OptionsError('fastify-ws-hub: a Redis backend needs "url" or "client"')
+  watch(client, name)
+  return client
+}
+
+/** Raised (as an 'error' event) on a connection the watchdog drops. */
+export class RedisStallError extends Error {
+  readonly code = 'ERR_REDIS_STALLED'
+}
+
+/**
+ * PINGs a connection while it is ready, one PING at a time, and drops it
+ * when a PING goes unanswered for WATCHDOG_TIMEOUT_MS. A stopped Redis keeps
+ * its sockets open, so without this a connection stays 'ready' and commands
+ * just wait. Dropping it is what a crash looks like to its owner: 'close'
+ * (owners report the outage), every command in flight rejected (no retries,
+ * see SETTINGS), status no longer 'ready' (new commands fail at once), and
+ * reconnects with backoff until Redis answers again. PING is allowed in
+ * subscriber mode, so the subscriber connection is watched too.
+ */
+function watch (client: Redis, name: string): void {
+  let next: NodeJS.Timeout | null = null
+  let deadline: NodeJS.Timeout | null = null
+  const stop = (): void => {
+    if (next !== null) clearTimeout(next)
+    if (deadline !== null) clearTimeout(deadline)
+    next = null
+    deadline = null
+  }
+  const schedule = (): void => {
+    stop()
+    // Unref'd: a watchdog must not keep a process alive.
+    next = setTimeout(probe, WATCHDOG_INTERVAL_MS).unref()
+  }
+  const probe = (): void => {
+    next = null
+    if (client.status !== 'ready') return
+    const stream = client.stream
+    let answered = false
+    const hung = (): void => {
+      // Answered after all, or a reconnect already replaced this socket.
+      if (answered || client.status !== 'ready' || client.stream !== stream) return
+      // Owners keep the last 'error' as the cause they log with the outage;
+      // without a listener an 'error' event would throw.
+      if (client.listenerCount('error') > 0) {
+        client.emit('error', new RedisStallError(`Redis did not answer PING within ${WATCHDOG_TIMEOUT_MS} ms on connection ${name}; dropping it to reconnect`))
+      }
+      // destroy, not disconnect(true): that ends the socket politely, and a
+      // stopped server never finishes the close, so 'close' would wait for it.
+      stream.destroy()
+    }
+    deadline = setTimeout(() => {
+      deadline = null
+      // After a blocked event loop the timer runs before the socket is read:
+      // setImmediate lets the poll phase deliver a reply that is already
+      // here, so our own stall is not taken for Redis's.
+      setImmediate(hung)
+    }, WATCHDOG_TIMEOUT_MS).unref()
+    const answer = (): void => {
+      answered = true
+      // Any reply, even late, proves this socket is served; a reconnect in
+      // the meantime restarted the watch on 'ready'. An error reply (say, an
+      // ACL without PING) still came from a live server; a dropped
+      // connection is handled by 'close' and 'ready'.
+      if (client.status === 'ready' && client.stream === stream) schedule()
+    }
+    client.ping().then(answer, answer)
+  }
+  client.on('ready', schedule)
+  client.on('close', stop)
+  client.on('end', stop)
 }
 
 /** Where a source points, for error messages; never includes a password. */

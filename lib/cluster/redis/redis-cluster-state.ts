@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ClusterState } from '../cluster-state.js'
+import type { ClusterState, ClusterStateHealth } from '../cluster-state.js'
 import type { RedisRegistryOptions } from '../../options/backend-options.js'
 import { RedisDirectory } from './redis-directory.js'
 import { RedisLimiter } from './redis-limiter.js'
@@ -26,6 +26,15 @@ export class RedisClusterState implements ClusterState {
     this.#session = new RedisSession(options, log)
     this.limiter = new RedisLimiter(this.#session)
     this.directory = new RedisDirectory(this.#session)
+  }
+
+  /**
+   * 'down' from the moment the connection drops, including when the
+   * watchdog finds Redis hung (see `STALL_DETECTION_MS` in `connect.ts`),
+   * or a lease renewal fails, until Redis answers again.
+   */
+  state (): ClusterStateHealth {
+    return this.#session.healthy ? 'up' : 'down'
   }
 
   /** Idempotent; does not leave (see `RedisSession.close`). */
