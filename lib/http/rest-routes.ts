@@ -50,7 +50,7 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
   await parent.register(async (probes) => {
     const app = probes.withTypeProvider<TypeBoxTypeProvider>()
     app.get('/health', {
-      schema: { tags: TAGS, summary: 'Readiness: degraded while the broker is unreachable', response: { 200: HealthSchema } }
+      schema: { tags: TAGS, summary: 'Readiness: degraded while the broker or the registry is unreachable', response: { 200: HealthSchema } }
     }, async () => deps.health())
     app.get('/health/live', {
       schema: { tags: TAGS, summary: 'Liveness: the process serves requests', response: { 200: LiveSchema } }
