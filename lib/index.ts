@@ -23,6 +23,8 @@ import { createClusterState, createTransport } from './cluster/backends.js'
 import { WsHub } from './hub.js'
 import { attachInternals } from './internals.js'
 import { closeAllSockets } from './connections/close-all.js'
+import { pickEvicted } from './cluster/limiter.js'
+import { CloseCodes } from './protocol/frames.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -182,6 +184,14 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     }
   })
 
+  // Fencing: after a lapsed registry lease this instance may hold more
+  // connections than the limits now allow; the newest ones go (the longest
+  // sessions keep running), with 1013 so clients retry later.
+  cluster.value.onEvict?.((eviction) => {
+    const evicted = pickEvicted(eviction, [...connections.all()].reverse())
+    for (const connection of evicted) connections.close(connection, CloseCodes.tryAgainLater, 'over the connection limits after a registry lease lapsed')
+    log.warn({ instanceId, closed: evicted.length }, 'ws-hub: closed connections over the limits after this instance\'s registry lease lapsed')
+  })
   joined = true
   await directory.join(instanceId)
   if (transport.value !== null) {

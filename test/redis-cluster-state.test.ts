@@ -60,12 +60,24 @@ function cluster (t: { teardown: (fn: () => unknown) => void }, redisUrl: string
 }
 
 function suiteFactory (redisUrl: string, client?: Redis): ClusterStateFactory {
+  // Where each state's lease lives, for `lapse`.
+  const homes = new WeakMap<object, Cluster>()
   return {
     cluster: async (t) => {
-      const { join } = cluster(t, redisUrl)
-      return async (instanceId, options) => join(instanceId, { leaseMs: options?.leaseMs, ...(client === undefined ? {} : { client }) })
+      const home = cluster(t, redisUrl)
+      return async (instanceId, options) => {
+        const state = await home.join(instanceId, { leaseMs: options?.leaseMs, ...(client === undefined ? {} : { client }) })
+        homes.set(state, home)
+        return state
+      }
     },
-    crashLeaseMs: CRASH_LEASE_MS
+    crashLeaseMs: CRASH_LEASE_MS,
+    // As a stalled process finds it: the lease ran out and the next script reaps it.
+    lapse: async (state, instanceId) => {
+      const home = homes.get(state)
+      if (home === undefined) throw new Error(`lapse: ${instanceId} was not joined through this factory`)
+      await home.admin.zadd(`${home.prefix}instances`, 0, instanceId)
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Directory } from './directory.js'
-import type { Limiter } from './limiter.js'
+import type { EvictionHandler, Limiter } from './limiter.js'
 
 /**
  * What one `registry` option builds: a limiter and a directory that share
@@ -15,6 +15,13 @@ export interface ClusterState {
    * directory cannot answer. Left out, the backend is always 'up' (memory).
    */
   state?: () => ClusterStateHealth
+  /**
+   * For a backend whose slots can be lost while their connections live (a
+   * lease that lapsed during a stall): registers who closes the connections
+   * that no longer fit once the backend has them counted again. Left out,
+   * nothing can be lost (memory).
+   */
+  onEvict?: (handler: EvictionHandler) => void
   /** Idempotent. Closes only what the backend itself opened. */
   close: () => Promise<void>
 }

@@ -31,3 +31,53 @@ export interface Limiter {
   userCount: (userId: string) => Promise<number>
   totalCount: () => Promise<number>
 }
+
+/**
+ * Connections an instance holds beyond the limits, after slots it held
+ * were lost and taken by others (a Redis lease that lapsed while the
+ * instance or Redis stalled): how many of its connections must close, per
+ * IP, per user, and in all. Every connection holds a total slot, so closing
+ * one for its IP or user also counts against `total`.
+ */
+export interface Eviction {
+  ips: ReadonlyMap<string, number>
+  users: ReadonlyMap<string, number>
+  total: number
+}
+
+export type EvictionHandler = (eviction: Eviction) => void
+
+/**
+ * The connections to close for an eviction, taken in the order given (the
+ * hub passes its newest first). First those over their IP's or user's
+ * limit, each counting against every excess it clears; then, while the
+ * total is still over, any. So no more close than the excesses need.
+ */
+export function pickEvicted<T extends { ip: string, userId: string | null }> (eviction: Eviction, candidates: Iterable<T>): T[] {
+  const ips = new Map(eviction.ips)
+  const users = new Map(eviction.users)
+  let total = eviction.total
+  const picked: T[] = []
+  const rest: T[] = []
+  const take = (counts: Map<string, number>, key: string | null): void => {
+    if (key !== null && (counts.get(key) ?? 0) > 0) counts.set(key, (counts.get(key) ?? 0) - 1)
+  }
+  for (const candidate of candidates) {
+    const overIp = (ips.get(candidate.ip) ?? 0) > 0
+    const overUser = candidate.userId !== null && (users.get(candidate.userId) ?? 0) > 0
+    if (!overIp && !overUser) {
+      rest.push(candidate)
+      continue
+    }
+    take(ips, candidate.ip)
+    take(users, candidate.userId)
+    total--
+    picked.push(candidate)
+  }
+  for (const candidate of rest) {
+    if (total <= 0) break
+    total--
+    picked.push(candidate)
+  }
+  return picked
+}

@@ -131,6 +131,8 @@ export const CloseCodes = {
   goingAway: 1001,
   policyViolation: 1008,
   messageTooBig: 1009,
+  /** This instance lost the slot the connection held (a lapsed registry lease) and it no longer fits the limits; reconnect later. */
+  tryAgainLater: 1013,
   closedByServer: 4000,
   slowConsumer: 4008
 } as const

@@ -23,6 +23,12 @@ export interface ClusterStateFactory {
    * from itself), which skips the tests of a crashed instance.
    */
   crashLeaseMs?: number
+  /**
+   * Makes a joined instance's lease lapse now, as a stall of its process
+   * longer than the lease does: the instance keeps its local state and comes
+   * back. Absent for a backend without leases, which skips the fencing tests.
+   */
+  lapse?: (state: ClusterState, instanceId: string) => Promise<void>
 }
 
 /** Polls until a condition holds; for state that settles on its own clock (a lease). */

@@ -2,6 +2,7 @@
  * The contract every Limiter backend must pass. A backend's test file calls
  * `limiterSuite` with a factory; nothing here knows which backend it runs.
  */
+import type { Eviction } from '../cluster/limiter.js'
 import type { TapLike } from './tap-like.js'
 import { eventually, type ClusterStateFactory } from './cluster-state-factory.js'
 
@@ -89,6 +90,45 @@ export function limiterSuite (t: TapLike, name: string, factory: ClusterStateFac
     t.equal(await limiter.reserveUser('alice', 1), true, 'the next reservation counts from zero')
     t.equal(await limiter.reserveUser('alice', 1), false)
   })
+
+  const lapse = factory.lapse
+  if (lapse !== undefined) {
+    t.test(`${name}: an instance whose lease lapsed is fenced when it returns: what no longer fits is reported, and nothing more is admitted`, async (t) => {
+      const join = await factory.cluster(t)
+      const stalled = await join('stalled')
+      const evictions: Eviction[] = []
+      t.equal(typeof stalled.onEvict, 'function', 'a backend with leases reports what must close')
+      stalled.onEvict?.((eviction) => evictions.push(eviction))
+      const limits = { perIp: 3, total: 5 }
+      for (const ip of ['1.1.1.1', '1.1.1.1', '1.1.1.1', '2.2.2.2']) t.same(await stalled.limiter.reserve(ip, limits), { ok: true })
+      t.equal(await stalled.limiter.reserveUser('alice', 2), true)
+      t.equal(await stalled.limiter.reserveUser('alice', 2), true)
+
+      await lapse(stalled, 'stalled')
+      const other = (await join('other')).limiter
+      for (let n = 0; n < 3; n++) t.same(await other.reserve('1.1.1.1', limits), { ok: true }, 'the lapsed slots are taken by another instance')
+      t.equal(await other.reserveUser('alice', 2), true)
+      t.equal(await other.reserveUser('alice', 2), true)
+
+      // Back: its first write finds the lease lost and restores it, checked against the limits.
+      t.same(await stalled.limiter.reserve('3.3.3.3', limits), { ok: false, reason: 'total_limit' }, 'nothing is admitted on the stale state')
+      t.same(evictions.map((e) => ({ ips: Object.fromEntries(e.ips), users: Object.fromEntries(e.users), total: e.total })),
+        [{ ips: { '1.1.1.1': 3 }, users: { alice: 2 }, total: 2 }], 'one eviction: every excess of the restored slots')
+      t.equal(await other.ipCount('1.1.1.1'), 6, 'counted over the limit until the evicted connections close')
+      t.same(await other.reserve('1.1.1.1', limits), { ok: false, reason: 'ip_limit' })
+      t.equal(await other.reserveUser('alice', 2), false)
+
+      // The hub closes them; their releases bring the counts back within the limits.
+      for (let n = 0; n < 3; n++) await stalled.limiter.release('1.1.1.1')
+      await stalled.limiter.releaseUser('alice')
+      await stalled.limiter.releaseUser('alice')
+      t.equal(await other.ipCount('1.1.1.1'), 3)
+      t.equal(await other.userCount('alice'), 2)
+      t.equal(await other.totalCount(), 4, 'the other\'s three and the stalled instance\'s one that fits')
+      t.same(await stalled.limiter.reserve('3.3.3.3', limits), { ok: true }, 'it admits again within the limits')
+      t.equal(evictions.length, 1, 'no further eviction')
+    })
+  }
 
   const leaseMs = factory.crashLeaseMs
   if (leaseMs === undefined) return

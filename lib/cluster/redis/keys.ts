@@ -9,6 +9,7 @@
  *   users                 HASH  userId -> user slots held cluster-wide
  *   conns                 HASH  clientId -> DirectoryEntry JSON
  *   order                 ZSET  clientId, score 0: the listing's index, in id order
+ *   served                STR   when a script of this cluster last ran (ms, Redis clock)
  *   inst:<id>:ips         HASH  ip -> slots held by that instance
  *   inst:<id>:users       HASH  userId -> user slots held by that instance
  *   inst:<id>:conns       SET   client ids held by that instance
@@ -24,6 +25,7 @@ export interface KeyLayout {
   users: string
   conns: string
   order: string
+  served: string
 }
 
 export type FixedKey = Exclude<keyof KeyLayout, 'prefix'>
@@ -36,7 +38,8 @@ export function keyLayout (prefix: string): KeyLayout {
     total: `${prefix}total`,
     users: `${prefix}users`,
     conns: `${prefix}conns`,
-    order: `${prefix}order`
+    order: `${prefix}order`,
+    served: `${prefix}served`
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ClusterState, ClusterStateHealth } from '../cluster-state.js'
+import type { EvictionHandler } from '../limiter.js'
 import type { RedisRegistryOptions } from '../../options/backend-options.js'
 import { RedisDirectory } from './redis-directory.js'
 import { RedisLimiter } from './redis-limiter.js'
@@ -35,6 +36,11 @@ export class RedisClusterState implements ClusterState {
    */
   state (): ClusterStateHealth {
     return this.#session.healthy ? 'up' : 'down'
+  }
+
+  /** Fencing after a lapsed lease (see `RedisSession`). */
+  onEvict (handler: EvictionHandler): void {
+    this.#session.onEvict(handler)
   }
 
   /** Idempotent; does not leave (see `RedisSession.close`). */

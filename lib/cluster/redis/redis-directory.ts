@@ -75,7 +75,7 @@ export class RedisDirectory implements Directory {
     const limit = Math.max(0, Math.floor(page.limit))
     const offset = Math.max(0, Math.floor(page.offset))
     const session = this.#session
-    const reply = await session.read('RedisDirectory.list', { limit, offset }, async (client) => runScript(client, LIST, session.keys, [limit, offset]))
+    const reply = await session.read('RedisDirectory.list', { limit, offset }, async (client) => runScript(client, LIST, session.context, [limit, offset]))
     if (!Array.isArray(reply) || typeof reply[0] !== 'number') {
       throw new ClusterStateError(`RedisDirectory.list: unexpected reply from Redis (${typeof reply})`)
     }

@@ -9,7 +9,9 @@ import { LEASE_LOST, RELEASE, RELEASE_USER, RESERVE, RESERVE_USER, type Script }
  * lease (see `RedisSession`). Every reservation is one Lua script, so
  * concurrent reservations from any number of processes never exceed the
  * limits; each first reaps expired instances, so a crashed instance's slots
- * are free for the next reservation once its lease has run out.
+ * are free for the next reservation once its lease has run out. An
+ * instance whose lease lapsed while it lived is fenced when it comes back
+ * (see `RedisSession`): what no longer fits goes to `onEvict`.
  */
 export class RedisLimiter implements Limiter {
   readonly #session: RedisSession
@@ -19,6 +21,9 @@ export class RedisLimiter implements Limiter {
   }
 
   async reserve (ip: string, limits: SlotLimits): Promise<ReserveResult> {
+    // Kept for a restore after a lapsed lease, which checks against them.
+    this.#session.limits.perIp = limits.perIp
+    this.#session.limits.total = limits.total
     const code = await this.#reserve('RedisLimiter.reserve', RESERVE, this.#session.local.ips, ip, [limits.perIp, limits.total], { ip })
     if (code === 0) return { ok: true }
     if (code === 1) return { ok: false, reason: 'ip_limit' }
@@ -31,6 +36,7 @@ export class RedisLimiter implements Limiter {
   }
 
   async reserveUser (userId: string, max: number): Promise<boolean> {
+    this.#session.limits.perUser = max
     const code = await this.#reserve('RedisLimiter.reserveUser', RESERVE_USER, this.#session.local.users, userId, [max], { userId })
     if (code === 0) return true
     if (code === 1) return false

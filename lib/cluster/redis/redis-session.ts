@@ -1,12 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { DirectoryEntry } from '../directory.js'
+import type { Eviction, EvictionHandler } from '../limiter.js'
 import type { RedisRegistryOptions } from '../../options/backend-options.js'
 import { ClusterStateError, OptionsError } from '../../errors.js'
-import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
+import { RECONNECT_MAX_MS, checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
 import { keyLayout, type KeyLayout } from './keys.js'
-import { describeDetail, toCode } from './replies.js'
-import { INSTANCES, LEASE_LOST, LEAVE, REFRESH, SYNC, defineScripts, runScript, type Script } from './scripts.js'
+import { describeDetail, parseEviction, toCode } from './replies.js'
+import { INSTANCES, LEASE_LOST, LEAVE, REFRESH, SYNC, defineScripts, runScript, type Script, type ScriptContext } from './scripts.js'
 import { BACKEND_DEFAULTS, MIN_LEASE_MS } from '../../options/backend-options.js'
 
 /** Default for `keyPrefix`, from the option's schema. */
@@ -27,6 +28,13 @@ export interface LocalState {
   readonly ips: Map<string, number>
   readonly users: Map<string, number>
   readonly entries: Map<string, DirectoryEntry>
+}
+
+/** The limits the hub last reserved with; what a restore checks the local state against. */
+export interface KnownLimits {
+  perIp?: number
+  total?: number
+  perUser?: number
 }
 
 /** Takes one from a count, deleting the key at zero; false when none was held. */
@@ -55,6 +63,10 @@ const ignore = (): void => {}
  * counts the limiter reads) goes at the next reap, which every live
  * instance runs each `leaseMs / 3`: at most `leaseMs + leaseMs / 3` after
  * the crash while any instance lives. `leave` removes the instance at once.
+ * Lease time is Redis' serving time: a silence of Redis longer than a
+ * renewal period (stopped, hung, unreachable) is not counted against any
+ * lease, and after a long one every lease gets `leaseMs` plus the reconnect
+ * delay from the moment Redis serves again (see "Stalls" in `scripts.ts`).
  *
  * Repair. The session keeps this instance's own slots and connections in
  * memory. Redis is brought back to that truth (one script replacing the
@@ -64,13 +76,26 @@ const ignore = (): void => {}
  * at reconnect. Until then counts may be stale, and a slot released while
  * Redis was down is freed only once it answers again.
  *
+ * Fencing. An instance whose lease lapsed (its process stalled longer than
+ * the lease) may find its slots taken by others when it comes back. The
+ * restore puts all of its state back (its connections are still open) but
+ * reports what goes over the limits the hub last reserved with, and the
+ * `onEvict` handler closes that many connections. Until their releases
+ * arrive the counts are over the limits, so no new handshake is admitted on
+ * the stale state; and no write of a lapsed instance lands before the
+ * restore (each finds the lease lost and repairs first).
+ *
  * One session serves one hub instance (the one it joined as); instance ids
  * must be unique among live instances.
  */
 export class RedisSession {
   readonly keys: KeyLayout
+  /** What every script runs with: the keys, and this instance's renewal period and stall grace. */
+  readonly context: ScriptContext
   readonly leaseMs: number
   readonly local: LocalState = { ips: new Map(), users: new Map(), entries: new Map() }
+  /** Set by the limiter on every reservation. */
+  readonly limits: KnownLimits = {}
   readonly log: FastifyBaseLogger
   readonly #source: RedisSource
   #connecting: Promise<Redis> | null = null
@@ -85,6 +110,7 @@ export class RedisSession {
   #inflight = 0
   #drained: (() => void) | null = null
   #syncing: Promise<void> | null = null
+  #onEvict: EvictionHandler | null = null
 
   constructor (options: RedisRegistryOptions, log: FastifyBaseLogger) {
     this.#source = checkSource(options, 'registry')
@@ -94,7 +120,14 @@ export class RedisSession {
     }
     this.leaseMs = leaseMs
     this.keys = keyLayout(options.keyPrefix ?? DEFAULT_KEY_PREFIX)
+    // The grace covers a reconnect after the stall and the renewal that follows it.
+    this.context = { keys: this.keys, periodMs: Math.floor(leaseMs / 3), graceMs: leaseMs + RECONNECT_MAX_MS }
     this.log = log
+  }
+
+  /** Who closes the connections a restore found over the limits; one handler, a later one replaces it. */
+  onEvict (handler: EvictionHandler): void {
+    this.#onEvict = handler
   }
 
   /** The joined instance, or null before `join` and after `leave`: releases and removals are then no-ops. */
@@ -148,14 +181,14 @@ export class RedisSession {
     }
     const client = await this.connection()
     try {
-      await runScript(client, LEAVE, this.keys, [instanceId])
+      await runScript(client, LEAVE, this.context, [instanceId])
     } catch (err) {
       throw new ClusterStateError(`RedisDirectory.leave: could not remove instance ${instanceId} from ${describeSource(this.#source)}; its slots free themselves when its lease expires (within ${this.leaseMs} ms)`, { cause: err })
     }
   }
 
   async instances (): Promise<string[]> {
-    const reply = await this.read('RedisDirectory.instances', {}, async (client) => runScript(client, INSTANCES, this.keys, []))
+    const reply = await this.read('RedisDirectory.instances', {}, async (client) => runScript(client, INSTANCES, this.context, []))
     if (!Array.isArray(reply)) throw new ClusterStateError(`RedisDirectory.instances: unexpected reply from Redis (${typeof reply})`)
     return reply.filter((id): id is string => typeof id === 'string')
   }
@@ -200,8 +233,9 @@ export class RedisSession {
     client.on('close', () => this.#health(false, undefined))
     client.on('ready', () => {
       this.#health(true, undefined)
-      // Writes failed while it was away: repair now rather than at the next tick.
-      if (this.#dirty) this.#kick()
+      // Renew (or repair, if writes failed while it was away) now rather than
+      // at the next tick: after a stall the lease may have little time left.
+      this.#kick()
     })
     try {
       await client.connect()
@@ -244,7 +278,7 @@ export class RedisSession {
     this.#inflight++
     try {
       const client = await this.connection()
-      const code = toCode(await runScript(client, script, this.keys, args))
+      const code = toCode(await runScript(client, script, this.context, args))
       hooks.after?.(code)
       return code
     } catch (err) {
@@ -278,14 +312,34 @@ export class RedisSession {
     const snapshot = JSON.stringify({
       ips: Object.fromEntries(ips),
       users: Object.fromEntries(users),
-      conns: [...entries.values()].map((entry) => JSON.stringify(entry))
+      conns: [...entries.values()].map((entry) => JSON.stringify(entry)),
+      limits: this.limits
     })
     this.#dirty = false
+    let reply: unknown
     try {
-      await runScript(client, SYNC, this.keys, [id, this.leaseMs, snapshot])
+      reply = await runScript(client, SYNC, this.context, [id, this.leaseMs, snapshot])
     } catch (err) {
       this.#dirty = true
       throw new ClusterStateError(`Redis cluster state: could not restore instance ${id} (${ips.size} IPs, ${users.size} users, ${entries.size} connections) in ${describeSource(this.#source)}`, { cause: err })
+    }
+    const eviction = parseEviction(reply)
+    if (eviction.total > 0 || eviction.ips.size > 0 || eviction.users.size > 0) this.#evict(id, eviction)
+  }
+
+  /** Hands a restore's excess to the hub, before any write queued behind the restore is sent. */
+  #evict (id: string, eviction: Eviction): void {
+    const handler = this.#onEvict
+    this.log.warn({
+      instanceId: id, total: eviction.total, ips: Object.fromEntries(eviction.ips), users: Object.fromEntries(eviction.users)
+    }, handler === null
+      ? 'ws-hub: this instance\'s lease had lapsed and others took its slots; its connections over the limits stay open (no eviction handler), and nothing more is admitted until they close'
+      : 'ws-hub: this instance\'s lease had lapsed and others took its slots; closing its connections over the limits')
+    if (handler === null) return
+    try {
+      handler(eviction)
+    } catch (err) {
+      this.log.error({ err, instanceId: id }, 'ws-hub: the eviction handler threw; connections over the limits may stay open')
     }
   }
 
@@ -315,7 +369,7 @@ export class RedisSession {
     try {
       if (!this.#dirty) {
         const client = await this.connection()
-        if (toCode(await runScript(client, REFRESH, this.keys, [id, this.leaseMs])) === 1) {
+        if (toCode(await runScript(client, REFRESH, this.context, [id, this.leaseMs])) === 1) {
           this.#health(true, undefined)
           return
         }

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { DirectoryEntry } from '../directory.js'
+import type { Eviction } from '../limiter.js'
 import { ClusterStateError } from '../../errors.js'
 
 /** Reading what the cluster state's scripts and keys hand back, and describing failures. */
@@ -37,4 +38,25 @@ function isEntry (value: unknown): value is DirectoryEntry {
   const v = value as Record<string, unknown>
   return typeof v.id === 'string' && typeof v.ip === 'string' && typeof v.instanceId === 'string' &&
     typeof v.connectedAt === 'string' && (v.userId === null || typeof v.userId === 'string')
+}
+
+/** The SYNC script's reply: what of the restored state goes over the limits. */
+export function parseEviction (reply: unknown): Eviction {
+  if (typeof reply !== 'string') throw new ClusterStateError(`unexpected reply from Redis to a restore: ${JSON.stringify(reply)}`)
+  let value: unknown
+  try {
+    value = JSON.parse(reply)
+  } catch (err) {
+    throw new ClusterStateError(`unreadable reply from Redis to a restore: ${reply.slice(0, 200)}`, { cause: err })
+  }
+  const v = (value ?? {}) as Record<string, unknown>
+  return { ips: counts(v.ips), users: counts(v.users), total: typeof v.total === 'number' ? v.total : 0 }
+}
+
+// Lua's cjson writes an empty table as {} or [], so anything but positive numbers is skipped.
+function counts (value: unknown): Map<string, number> {
+  const out = new Map<string, number>()
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return out
+  for (const [key, n] of Object.entries(value)) if (typeof n === 'number' && n > 0) out.set(key, n)
+  return out
 }
