@@ -3,6 +3,7 @@ import { createMemoryClusterState } from '../lib/cluster/memory/memory-cluster-s
 import type { ClusterStateFactory } from '../lib/testing/cluster-state-factory.js'
 import { directorySuite } from '../lib/testing/directory-suite.js'
 import { limiterSuite } from '../lib/testing/limiter-suite.js'
+import { presenceSuite } from '../lib/testing/presence-suite.js'
 
 const factory: ClusterStateFactory = {
   // One process's memory is one cluster: every hub in it shares the state,
@@ -18,3 +19,4 @@ const factory: ClusterStateFactory = {
 
 limiterSuite(t, 'memory limiter', factory)
 directorySuite(t, 'memory directory', factory)
+presenceSuite(t, 'memory presence', factory)

@@ -63,7 +63,7 @@ export async function createClusterState (option: RegistryConfig, log: FastifyBa
     case 'memory':
       return { value: createMemoryClusterState(), owned: true }
     case 'custom':
-      return { value: { limiter: option.limiter, directory: option.directory, close: async () => {} }, owned: false }
+      return { value: { limiter: option.limiter, directory: option.directory, presence: option.presence, close: async () => {} }, owned: false }
     case 'redis': {
       const { RedisClusterState } = await loadBackend('ioredis', 'registry.type: redis', async () => import('./redis/redis-cluster-state.js'))
       return { value: new RedisClusterState(option, log), owned: true }

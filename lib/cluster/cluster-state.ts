@@ -1,14 +1,21 @@
 import type { Directory } from './directory.js'
 import type { EvictionHandler, Limiter } from './limiter.js'
+import type { Presence } from './presence.js'
 
 /**
- * What one `registry` option builds: a limiter and a directory that share
+ * What one `registry` option builds: a limiter, a directory and presence that share
  * one backend (and so one lease per instance), and the close of whatever
  * that backend opened.
  */
 export interface ClusterState {
   limiter: Limiter
   directory: Directory
+  /**
+   * Presence members, on the same lease as the directory. Left out (a custom
+   * registry without it), the hub keeps presence in memory: each instance
+   * then lists and counts only its own members.
+   */
+  presence?: Presence
   /**
    * Whether the backend answers, for health and metrics: 'down' while it is
    * unreachable or hangs, when the limiter refuses handshakes and the

@@ -22,9 +22,10 @@ export interface ConnectionManagerOptions {
 
 /**
  * What the rest of the hub learns from the manager: the directory follows
- * connections, and the transport follows which topics have a local
- * subscriber (interest routing). Called synchronously, so an observer
- * sees every change in order; it must not throw.
+ * connections, the transport follows which topics have a local subscriber
+ * (interest routing), and presence follows each connection's topics.
+ * Called synchronously, so an observer sees every change in order; it must
+ * not throw.
  */
 export interface ConnectionObserver {
   added: (connection: Connection) => void
@@ -33,6 +34,13 @@ export interface ConnectionObserver {
   topicOpened: (topic: string) => void
   /** The topic's last local subscriber left. */
   topicClosed: (topic: string) => void
+  /** A connection subscribed to a topic (after `topicOpened` for the first). */
+  subscribed?: (connection: Connection, topic: string) => void
+  /**
+   * A connection left a topic: unsubscribed, or removed with its topics
+   * (each told here before `removed`; after `topicClosed` for the last).
+   */
+  unsubscribed?: (connection: Connection, topic: string) => void
 }
 
 const NO_OBSERVER: ConnectionObserver = { added () {}, removed () {}, topicOpened () {}, topicClosed () {} }
@@ -182,6 +190,7 @@ export class ConnectionManager {
       this.#observer.topicOpened(topic)
     }
     set.add(connection)
+    this.#observer.subscribed?.(connection, topic)
   }
 
   unsubscribe (connection: Connection, topic: string): boolean {
@@ -192,9 +201,12 @@ export class ConnectionManager {
 
   #leaveTopic (topic: string, connection: Connection): void {
     const set = this.#byTopic.get(topic)
-    if (set === undefined || !set.delete(connection) || set.size > 0) return
-    this.#byTopic.delete(topic)
-    this.#observer.topicClosed(topic)
+    if (set === undefined || !set.delete(connection)) return
+    if (set.size === 0) {
+      this.#byTopic.delete(topic)
+      this.#observer.topicClosed(topic)
+    }
+    this.#observer.unsubscribed?.(connection, topic)
   }
 
   /** Serializes and writes one frame to one local client. */

@@ -6,6 +6,7 @@ import type { Transport } from '../cluster/transport.js'
 import type { MemoryBus } from '../cluster/memory/memory-transport.js'
 import type { Limiter } from '../cluster/limiter.js'
 import type { Directory } from '../cluster/directory.js'
+import type { Presence } from '../cluster/presence.js'
 import { OptionsError } from '../errors.js'
 import { describe, isRecord, opaque, OptionSchema, withDefault, type Filled } from './normalize.js'
 
@@ -115,7 +116,9 @@ const RedisRegistrySchema = Type.Object({
 const CustomRegistrySchema = Type.Object({
   type: Type.Literal('custom'),
   limiter: instance<Limiter>(),
-  directory: instance<Directory>()
+  directory: instance<Directory>(),
+  /** Left out: presence is kept per instance (each lists and counts only its own members). */
+  presence: Type.Optional(instance<Presence>())
 }, { additionalProperties: false })
 
 export const BrokerSchema = Type.Union([MemoryBrokerSchema, RedisBrokerSchema, KafkaBrokerSchema, CustomBrokerSchema])

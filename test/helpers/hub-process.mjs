@@ -9,7 +9,8 @@ const { userHeader, ...options } = JSON.parse(process.argv[2] ?? '{}')
 if (typeof userHeader === 'string') {
   options.authenticate = (request) => {
     const user = request.headers[userHeader]
-    return typeof user === 'string' ? { userId: user } : null
+    // info for presence listings, as an app would return a display name.
+    return typeof user === 'string' ? { userId: user, info: { name: user } } : null
   }
 }
 const app = Fastify({ logger: { level: process.env.HUB_LOG_LEVEL ?? 'warn' } })

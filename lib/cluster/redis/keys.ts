@@ -10,11 +10,14 @@
  *   conns                 HASH  clientId -> DirectoryEntry JSON
  *   order                 ZSET  clientId, score 0: the listing's index, in id order
  *   served                STR   when a script of this cluster last ran (ms, Redis clock)
+ *   departed              LIST  presence members removed with their instance (see presence-lua.ts)
  *   inst:<id>:ips         HASH  ip -> slots held by that instance
  *   inst:<id>:users       HASH  userId -> user slots held by that instance
  *   inst:<id>:conns       SET   client ids held by that instance
  *   inst:<id>:located     SET   user ids with a connection on that instance
+ *   inst:<id>:presence    HASH  "<topic> <clientId>" -> presence user key
  *   user:<userId>         HASH  instanceId -> that user's connections there
+ *   presence:<topic>:*    a topic's members (see presence-lua.ts)
  */
 export interface KeyLayout {
   /** What the per-instance and per-user keys are derived from, inside the scripts too. */
@@ -26,6 +29,7 @@ export interface KeyLayout {
   conns: string
   order: string
   served: string
+  departed: string
 }
 
 export type FixedKey = Exclude<keyof KeyLayout, 'prefix'>
@@ -39,11 +43,12 @@ export function keyLayout (prefix: string): KeyLayout {
     users: `${prefix}users`,
     conns: `${prefix}conns`,
     order: `${prefix}order`,
-    served: `${prefix}served`
+    served: `${prefix}served`,
+    departed: `${prefix}departed`
   }
 }
 
-export type InstanceKeyKind = 'ips' | 'users' | 'conns' | 'located'
+export type InstanceKeyKind = 'ips' | 'users' | 'conns' | 'located' | 'presence'
 
 export function instanceKey (prefix: string, instanceId: string, kind: InstanceKeyKind): string {
   return `${prefix}inst:${instanceId}:${kind}`

@@ -4,13 +4,14 @@ import type { EvictionHandler } from '../limiter.js'
 import type { RedisRegistryOptions } from '../../options/backend-options.js'
 import { RedisDirectory } from './redis-directory.js'
 import { RedisLimiter } from './redis-limiter.js'
+import { RedisPresence } from './redis-presence.js'
 import { RedisSession } from './redis-session.js'
 
 export { DEFAULT_KEY_PREFIX, DEFAULT_LEASE_MS, MIN_LEASE_MS } from './redis-session.js'
 
 /**
  * Cluster state in Redis, shared by every hub instance that uses the same
- * Redis and `keyPrefix`. The limiter and the directory share one session:
+ * Redis and `keyPrefix`. The limiter, the directory and presence share one session:
  * one connection, one lease, one repair of this instance's state (see
  * `RedisSession`). A single Redis or Sentinel is supported; the key layout
  * (`keys.ts`) is where a move to Redis Cluster would start.
@@ -21,12 +22,14 @@ export { DEFAULT_KEY_PREFIX, DEFAULT_LEASE_MS, MIN_LEASE_MS } from './redis-sess
 export class RedisClusterState implements ClusterState {
   readonly limiter: RedisLimiter
   readonly directory: RedisDirectory
+  readonly presence: RedisPresence
   readonly #session: RedisSession
 
   constructor (options: RedisRegistryOptions, log: FastifyBaseLogger) {
     this.#session = new RedisSession(options, log)
     this.limiter = new RedisLimiter(this.#session)
     this.directory = new RedisDirectory(this.#session)
+    this.presence = new RedisPresence(this.#session)
   }
 
   /**
@@ -45,6 +48,7 @@ export class RedisClusterState implements ClusterState {
 
   /** Idempotent; does not leave (see `RedisSession.close`). */
   async close (): Promise<void> {
+    this.presence.stop()
     await this.#session.close()
   }
 }

@@ -28,6 +28,8 @@ export interface LocalState {
   readonly ips: Map<string, number>
   readonly users: Map<string, number>
   readonly entries: Map<string, DirectoryEntry>
+  /** "<topic> <clientId>" -> [topic, clientId, user key, member JSON]: this instance's presence members. */
+  readonly presence: Map<string, [string, string, string, string]>
 }
 
 /** The limits the hub last reserved with; what a restore checks the local state against. */
@@ -93,7 +95,7 @@ export class RedisSession {
   /** What every script runs with: the keys, and this instance's renewal period and stall grace. */
   readonly context: ScriptContext
   readonly leaseMs: number
-  readonly local: LocalState = { ips: new Map(), users: new Map(), entries: new Map() }
+  readonly local: LocalState = { ips: new Map(), users: new Map(), entries: new Map(), presence: new Map() }
   /** Set by the limiter on every reservation. */
   readonly limits: KnownLimits = {}
   readonly log: FastifyBaseLogger
@@ -177,6 +179,7 @@ export class RedisSession {
       this.local.ips.clear()
       this.local.users.clear()
       this.local.entries.clear()
+      this.local.presence.clear()
       this.#dirty = false
     }
     const client = await this.connection()
@@ -308,11 +311,12 @@ export class RedisSession {
     if (this.#inflight > 0) await new Promise<void>((resolve) => { this.#drained = resolve })
     const id = this.#instanceId
     if (id === null || this.#left || this.#closing !== null) return
-    const { ips, users, entries } = this.local
+    const { ips, users, entries, presence } = this.local
     const snapshot = JSON.stringify({
       ips: Object.fromEntries(ips),
       users: Object.fromEntries(users),
       conns: [...entries.values()].map((entry) => JSON.stringify(entry)),
+      presence: [...presence.values()],
       limits: this.limits
     })
     this.#dirty = false

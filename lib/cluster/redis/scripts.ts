@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import { ClusterStateError } from '../../errors.js'
 import { LUA_KEY_FUNCTIONS, type FixedKey, type KeyLayout } from './keys.js'
+import { PRESENCE_LUA } from './presence-lua.js'
 
 /**
  * The Lua scripts of the Redis cluster state; key layout in `keys.ts`.
@@ -82,6 +83,8 @@ local function take(key, field, n)
   if redis.call('HINCRBY', key, field, -n) <= 0 then redis.call('HDEL', key, field) end
 end
 
+${PRESENCE_LUA}
+
 local function take_total(n)
   if n > 0 and redis.call('DECRBY', K.total, n) <= 0 then redis.call('DEL', K.total) end
 end
@@ -131,8 +134,10 @@ local function remember(inst, cid, json)
 end
 
 -- Every trace of one instance: its slots leave the cluster-wide counts, its
--- connections and users leave the directory, its lease goes.
-local function drop(id)
+-- connections, users and presence leave the directory, its lease goes.
+-- With now given (it left or was reaped), its members are queued as departed.
+local function drop(id, now)
+  drop_presence(id, now)
   local ips = redis.call('HGETALL', inst_key(id, 'ips'))
   local freed = 0
   for i = 1, #ips, 2 do
@@ -154,10 +159,11 @@ local function drop(id)
   redis.call('ZREM', K.instances, id)
 end
 
--- Drops every instance whose lease has run out.
-local function reap(now)
+-- Drops every instance whose lease has run out. Except the one named quiet
+-- (restoring itself: its members are still there), their members depart.
+local function reap(now, quiet)
   local dead = redis.call('ZRANGEBYSCORE', K.instances, '-inf', now)
-  for i = 1, #dead do drop(dead[i]) end
+  for i = 1, #dead do drop(dead[i], dead[i] ~= quiet and now or nil) end
 end
 `
 
@@ -165,9 +171,9 @@ end
 export const LEASE_LOST = -1
 
 /** A reap or a drop can touch any of them. */
-const ALL: readonly FixedKey[] = ['instances', 'served', 'ips', 'total', 'users', 'conns', 'order']
+const ALL: readonly FixedKey[] = ['instances', 'served', 'ips', 'total', 'users', 'conns', 'order', 'departed']
 
-function script (name: string, keys: readonly FixedKey[], body: string): Script {
+export function script (name: string, keys: readonly FixedKey[], body: string): Script {
   const bind = keys.map((key, n) => `${key} = KEYS[${n + 1}]`).join(', ')
   return { name: `wsHub_${name}`, keys, lua: `local K = { ${bind} }\n${PRELUDE}\n${body}` }
 }
@@ -249,7 +255,7 @@ return 0
 
 /**
  * A: id, leaseMs, snapshot JSON
- * {"ips":{ip:n},"users":{user:n},"conns":[json],"limits":{"perIp":n,"total":n,"perUser":n}}.
+ * {"ips":{ip:n},"users":{user:n},"conns":[json],"presence":[[topic,clientId,userKey,json]],"limits":{...}}.
  * Replaces everything Redis holds for the instance with the snapshot and
  * grants a fresh lease. Used by join, and to repair the instance's state
  * after Redis lost it (restart, lapsed lease) or a write's outcome is
@@ -272,8 +278,8 @@ local function excess(others, mine, max)
   return math.max(0, math.min(mine, others + mine - max))
 end
 local now = clock()
-reap(now)
-drop(id)
+reap(now, id)
+drop(id, nil)
 redis.call('ZADD', K.instances, now + lease, id)
 local total = 0
 for ip, n in pairs(snapshot.ips) do
@@ -296,6 +302,7 @@ for i = 1, #snapshot.conns do
     remember(id, entry.id, json)
   end
 end
+restore_presence(id, snapshot.presence or {})
 return cjson.encode(over)
 `)
 
@@ -315,9 +322,10 @@ return 1
 
 /** A: id. Removes the instance and all its state at once. */
 export const LEAVE = script('leave', ALL, `
-drop(A[1])
--- With no lease left there is no silence to measure: leave no key behind.
-if redis.call('ZCARD', K.instances) == 0 then redis.call('DEL', K.served) end
+drop(A[1], now_ms())
+-- With no lease left there is no silence to measure and nobody to tell of
+-- departures: leave no key behind.
+if redis.call('ZCARD', K.instances) == 0 then redis.call('DEL', K.served, K.departed) end
 return 1
 `)
 
