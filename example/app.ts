@@ -8,7 +8,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import fastifyStatic from '@fastify/static'
-import wsHub, { redactedRequestSerializer } from 'fastify-ws-hub'
+import Type from 'typebox'
+import wsHub, { redactedRequestSerializer, type TopicsOption } from 'fastify-ws-hub'
 import { readConfig, type Env } from './config.js'
 import { API_KEY_HEADER } from './api-key.js'
 import { demoService, registerTicker } from './demo-service.js'
@@ -22,6 +23,24 @@ export const PUBLIC_DIR = join(dirname(packageJsonPath), 'example', 'public')
 /** The compiled browser client (`fastify-ws-hub/client`), served at CLIENT_PREFIX. */
 export const CLIENT_DIR = join(dirname(packageJsonPath), 'dist', 'client')
 export const CLIENT_PREFIX = '/client/'
+
+/**
+ * Who may read and write which topics. `prices` (no `:`, so under
+ * `default`) is the ticker's: only the server publishes there, and what it
+ * publishes must be a tick, so no browser can push fake prices. `chat:*`
+ * rooms are open to anyone who subscribed, with presence and join/leave.
+ * Any other namespace is refused (`unknown_namespace`).
+ */
+export const EXAMPLE_TOPICS: TopicsOption = {
+  default: {
+    subscribe: 'all',
+    publish: 'none',
+    schema: Type.Object({ symbol: Type.String(), price: Type.Number() }, { additionalProperties: false })
+  },
+  namespaces: {
+    chat: { subscribe: 'all', publish: 'subscribers', presence: true, joinLeave: true }
+  }
+}
 
 function description (restPrefix: string): string {
   return [
@@ -59,7 +78,7 @@ export async function buildExampleApp (env: Env = process.env, server: FastifySe
   await app.register(swaggerUi, { routePrefix: '/docs' })
 
   if (!secured) app.log.warn('example: API_KEY is unset, so the REST push API is open to anyone who can reach it; set API_KEY to protect it')
-  await app.register(wsHub, { ...config.hub, service: demoService })
+  await app.register(wsHub, { ...config.hub, topics: EXAMPLE_TOPICS, service: demoService })
   registerTicker(app)
 
   // Only the files present at start are served (no wildcard route), and `/`

@@ -19,7 +19,11 @@ export const HubErrorCodes = {
   /** The hub is closing or closed. */
   closed: 'WS_HUB_CLOSED',
   /** A call on the facade with an argument it cannot use. */
-  invalidArgument: 'WS_HUB_INVALID_ARGUMENT'
+  invalidArgument: 'WS_HUB_INVALID_ARGUMENT',
+  /** A message published into a topic does not match the topic's `schema`. */
+  invalidMessage: 'WS_HUB_INVALID_MESSAGE',
+  /** A presence listing of a topic whose rules do not set `presence: true`. */
+  presenceOff: 'WS_HUB_PRESENCE_OFF'
 } as const
 
 export type ErrorCode = typeof HubErrorCodes[keyof typeof HubErrorCodes]
@@ -55,6 +59,8 @@ export class EnvelopeError extends coded('EnvelopeError', HubErrorCodes.envelope
 export class QueryTimeoutError extends coded('QueryTimeoutError', HubErrorCodes.queryTimeout) {}
 export class HubClosedError extends coded('HubClosedError', HubErrorCodes.closed) {}
 export class InvalidArgumentError extends coded('InvalidArgumentError', HubErrorCodes.invalidArgument) {}
+export class InvalidMessageError extends coded('InvalidMessageError', HubErrorCodes.invalidMessage) {}
+export class PresenceOffError extends coded('PresenceOffError', HubErrorCodes.presenceOff) {}
 
 /**
  * Throw this from `onMessage` to answer the client with an error frame of

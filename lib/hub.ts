@@ -4,9 +4,14 @@ import type { ConnectionManager } from './connections/connection-manager.js'
 import type { ConnectionInfo } from './connections/connection.js'
 import type { Directory } from './cluster/directory.js'
 import type { DeliveryReport, MessageDispatcher, PublishCallOptions } from './dispatch/message-dispatcher.js'
+import type { PeerTarget } from './cluster/envelope.js'
 import type { HubStats } from './http/rest-schemas.js'
 import { CloseCodes, ClientId, Topic, UserId, nestsDeeperThan } from './protocol/frames.js'
-import { InvalidArgumentError } from './errors.js'
+import { InvalidArgumentError, InvalidMessageError } from './errors.js'
+import type { TopicPolicy } from './topics/topic-policy.js'
+import type { Subscriptions } from './topics/subscriptions.js'
+import type { PresenceTracker } from './presence/presence-tracker.js'
+import type { PresencePage } from './cluster/presence.js'
 
 export interface ListPage {
   limit?: number
@@ -25,6 +30,8 @@ export interface ConnectionPage {
 }
 
 export type CloseTarget = { clientId: string } | { userId: string }
+/** A client, or every connection of a user. */
+export type SubscriptionTarget = CloseTarget
 
 export interface CloseOptions {
   /** 1000, 1008 or 4000 to 4999. Default 4000 (closed by server). */
@@ -51,6 +58,10 @@ export interface HubDeps {
   stats: () => HubStats
   /** The socket side's limit, applied to every message sent through the facade. */
   maxJsonDepth: number
+  /** Namespaces and schemas: a publish here meets the topic's schema, as a client's does. */
+  policy: TopicPolicy
+  subscriptions: Subscriptions
+  presence: PresenceTracker
 }
 
 const DEFAULT_PAGE = 100
@@ -95,9 +106,45 @@ export class WsHub extends EventEmitter<HubEvents> {
 
   /** `{"type":"publish","from":"server"}` to the topic's subscribers on every instance. */
   publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
-    check(checkTopic.Check(topic), 'topic', topic)
+    this.#checkTopic(topic)
     this.#checkDepth(message)
+    const invalid = this.#deps.policy.invalidMessage(topic, message)
+    if (invalid !== null) throw new InvalidMessageError(`fastify-ws-hub: ${invalid} (the schema of topic ${topic})`)
     return this.#deps.dispatcher.publish(topic, message, options)
+  }
+
+  /**
+   * Subscribes a client, or every connection of a user, to a topic on
+   * whichever instances hold them; the topic rules do not apply (this is
+   * the server). Each client is told `{"type":"subscribed"}`. Resolves once
+   * this instance's connections are subscribed and their transport interest
+   * confirmed, and the other holders were asked; `recipients` counts this
+   * instance's connections, less any at `maxTopicsPerConnection` (skipped).
+   */
+  subscribe (target: SubscriptionTarget, topic: string): Promise<DeliveryReport> {
+    return this.#subscription(this.#peer(target, topic), topic, true)
+  }
+
+  /** Undoes `subscribe` (or a client's own subscription), wherever the connections are. */
+  unsubscribe (target: SubscriptionTarget, topic: string): Promise<DeliveryReport> {
+    return this.#subscription(this.#peer(target, topic), topic, false)
+  }
+
+  /** Checked synchronously, like every facade argument. */
+  #peer (target: SubscriptionTarget, topic: string): PeerTarget {
+    this.#checkTopic(topic)
+    if ('clientId' in target) {
+      check(checkClientId.Check(target.clientId), 'clientId', target.clientId)
+      return { kind: 'client', id: target.clientId }
+    }
+    check(checkUserId.Check(target.userId), 'userId', target.userId)
+    return { kind: 'user', userId: target.userId }
+  }
+
+  async #subscription (peer: PeerTarget, topic: string, subscribe: boolean): Promise<DeliveryReport> {
+    const report = await this.#deps.dispatcher.subscription(peer, topic, subscribe)
+    if (subscribe && report.recipients > 0) await this.#deps.subscriptions.ready(topic)
+    return report
   }
 
   /** Closes a client, or every connection of a user, on whichever instances hold them. */
@@ -162,6 +209,21 @@ export class WsHub extends EventEmitter<HubEvents> {
     return out
   }
 
+  /**
+   * One page of a presence topic's members, cluster-wide, in client id
+   * order, with the topic's `clients` and `users` counts (`limit` 0: the
+   * counts alone; default 100, at most 1000). Pass `cursor` back for the
+   * next page. Throws `PresenceOffError` when the topic's rules do not set
+   * `presence: true`, and `ClusterStateError` when the registry is down.
+   */
+  async presence (topic: string, page: { limit?: number, cursor?: string } = {}): Promise<PresencePage> {
+    this.#checkTopic(topic)
+    if (page.limit !== undefined && !(Number.isInteger(page.limit) && page.limit >= 0)) {
+      throw new InvalidArgumentError(`fastify-ws-hub: presence limit must be an integer of at least 0 (got ${String(page.limit)})`)
+    }
+    return await this.#deps.presence.list(topic, page)
+  }
+
   /** Connections in the whole cluster. */
   async count (): Promise<number> {
     return (await this.#deps.directory.list({ limit: 0, offset: 0 })).count
@@ -170,6 +232,14 @@ export class WsHub extends EventEmitter<HubEvents> {
   /** Counters of this instance. */
   stats (): HubStats {
     return this.#deps.stats()
+  }
+
+  /** A topic in the protocol's charset, and in a declared namespace. */
+  #checkTopic (topic: string): void {
+    check(checkTopic.Check(topic), 'topic', topic)
+    if (this.#deps.policy.rulesFor(topic) === null) {
+      throw new InvalidArgumentError(`fastify-ws-hub: the namespace of topic ${topic} is not declared in topics.namespaces`)
+    }
   }
 
   /**

@@ -9,6 +9,11 @@ import { Admission, emptyHandshakeCounters, type HandshakeCounters } from './con
 import { Revalidator } from './connections/revalidator.js'
 import { MessageDispatcher } from './dispatch/message-dispatcher.js'
 import { TopicInterest } from './dispatch/topic-interest.js'
+import { TopicPolicy } from './topics/topic-policy.js'
+import { Authorizer } from './topics/authorizer.js'
+import { Subscriptions } from './topics/subscriptions.js'
+import { PresenceTracker } from './presence/presence-tracker.js'
+import { MemoryPresence } from './cluster/memory/memory-presence.js'
 import { FailureLog } from './dispatch/failure-log.js'
 import { ProtocolHandler } from './protocol/protocol-handler.js'
 import { Telemetry } from './telemetry.js'
@@ -64,10 +69,15 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
         directory.remove(connection.id).catch((err: unknown) => directoryFailures.record(err, { clientId: connection.id, action: 'remove' }))
       },
       topicOpened: (topic) => interest.opened(topic),
-      topicClosed: (topic) => interest.closed(topic)
+      topicClosed: (topic) => interest.closed(topic),
+      // Declared below; only called once clients subscribe, after start.
+      subscribed: (connection, topic) => presence.subscribed(connection, topic),
+      unsubscribed: (connection, topic) => presence.unsubscribed(connection, topic)
     }
   })
   const telemetry = new Telemetry(instanceId, log)
+  const policy = new TopicPolicy(options.topics)
+  const subscriptions = new Subscriptions({ connections, interest, policy, maxTopicsPerConnection: options.maxTopicsPerConnection, log })
   const dispatcher = new MessageDispatcher({
     instanceId,
     connections,
@@ -77,7 +87,15 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     conflateMs: options.conflateMs,
     queryTimeoutMs: options.queryTimeoutMs,
     maxEnvelopeAgeMs: options.maxEnvelopeAgeMs,
+    subscriptions,
     onPublished: (seconds) => telemetry.brokerPublished(seconds)
+  })
+  // A custom registry without presence: each instance keeps its own members.
+  const presence = new PresenceTracker({
+    presence: cluster.value.presence ?? new MemoryPresence(),
+    rulesFor: (topic) => policy.rulesFor(topic),
+    send: (topic, frame) => { dispatcher.dispatch({ kind: 'topic', topic }, frame) },
+    log
   })
   const handshakes: HandshakeCounters = emptyHandshakeCounters()
   const heartbeat = new Heartbeat(connections, options.heartbeatIntervalMs)
@@ -109,11 +127,16 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     brokerState: transportState(),
     registryState: registryState()
   })
-  const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth })
+  const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth, policy, subscriptions, presence })
   protocol = new ProtocolHandler({
     connections,
     dispatcher,
-    interest,
+    subscriptions,
+    presence,
+    policy,
+    authorizer: new Authorizer(options.authorize, instanceId, log),
+    clientBroadcast: options.clientBroadcast,
+    clientDirect: options.clientDirect,
     hub,
     service: options.service,
     echo: options.echo,
@@ -141,7 +164,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   fastify.decorate('wsHub', hub)
   attachInternals(hub, { connections, dispatcher, heartbeat, cluster: cluster.value, transport: transport.value })
 
-  registerWsRoute(fastify, { options, connections, dispatcher, protocol, admission, counters: handshakes, telemetry, hub, route: options.route })
+  registerWsRoute(fastify, { options, connections, dispatcher, protocol, subscriptions, admission, counters: handshakes, telemetry, hub, route: options.route })
   const restAuth = options.rest === false ? false : options.rest.auth ?? false
   if (options.rest !== false) {
     const health = (): HealthReport => {
@@ -151,7 +174,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
       return { status, instanceId, broker, registry, connections: connections.count }
     }
     await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: restAuth, hub, health, maxJsonDepth: options.maxJsonDepth })
-    registerAsyncApiRoute(fastify, { prefix: options.rest.prefix, path: options.path, protocols: options.protocols })
+    registerAsyncApiRoute(fastify, { prefix: options.rest.prefix, path: options.path, protocols: options.protocols, topics: options.topics })
   }
   if (options.metrics !== false) {
     await registerMetrics(fastify, {
@@ -205,13 +228,17 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
 export const wsHub = fp(wsHubPlugin, { fastify: '5.x', name: 'fastify-ws-hub' })
 export default wsHub
 
-export { WsHub, type HubEvents, type ListPage, type ConnectionPage, type CloseTarget, type CloseOptions, type DisconnectDetails } from './hub.js'
+export { WsHub, type HubEvents, type ListPage, type ConnectionPage, type CloseTarget, type CloseOptions, type DisconnectDetails, type SubscriptionTarget } from './hub.js'
 export { normalizeOptions, DEFAULTS } from './options/hub-options.js'
-export type { WsHubOptions, NormalizedOptions, RestAuth, Identity, Authenticate, Revalidate, RateLimit, RestRouteName } from './options/hub-options.js'
+export type {
+  WsHubOptions, NormalizedOptions, RestAuth, Identity, Authenticate, Revalidate, RateLimit, RestRouteName,
+  Authorize, AuthorizeRequest, TopicsOption, TopicRulesOption, TopicRules
+} from './options/hub-options.js'
+export { TopicPolicy, type TopicRuleView, type Refusal } from './topics/topic-policy.js'
 export type { BrokerOption, RegistryOption } from './options/backend-options.js'
 export {
   HubError, HubErrorCodes, OptionsError, MissingPackageError, TransportError, ClusterStateError, EnvelopeError,
-  QueryTimeoutError, HubClosedError, InvalidArgumentError, HubProtocolError, type ErrorCode
+  QueryTimeoutError, HubClosedError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HubProtocolError, type ErrorCode
 } from './errors.js'
 export type { ConnectionInfo } from './connections/connection.js'
 export type { DeliveryReport, PublishCallOptions } from './dispatch/message-dispatcher.js'
@@ -224,7 +251,9 @@ export type { Transport, EnvelopeHandler, TransportState, TransportContext } fro
 export type { Limiter, SlotLimits, ReserveResult } from './cluster/limiter.js'
 export type { Directory, DirectoryEntry, DirectoryPage, Page } from './cluster/directory.js'
 export type { ClusterState } from './cluster/cluster-state.js'
-export type { Envelope, DeliverEnvelope, CloseEnvelope, QueryEnvelope, ReplyEnvelope, Target, RemoteConnection } from './cluster/envelope.js'
+export type { Presence, PresenceMember, PresencePage, PresenceQuery, PresenceDeparture, DepartureHandler } from './cluster/presence.js'
+export { MAX_PRESENCE_INFO_BYTES } from './presence/presence-tracker.js'
+export type { Envelope, DeliverEnvelope, CloseEnvelope, QueryEnvelope, ReplyEnvelope, SubscriptionEnvelope, Target, RemoteConnection } from './cluster/envelope.js'
 export { MemoryTransport, MemoryBus } from './cluster/memory/memory-transport.js'
 export { normalizeIp } from './connections/ip.js'
 export { bearerToken } from './http/bearer-token.js'

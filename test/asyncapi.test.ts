@@ -13,7 +13,14 @@ import {
   type AsyncApiDocument
 } from '../lib/http/asyncapi.js'
 import { registerAsyncApiRoute } from '../lib/http/asyncapi-route.js'
+import { normalizeOptions } from '../lib/options/hub-options.js'
+import { Type } from 'typebox'
 import { build, connect, TestClient, type Frame } from './helpers.js'
+
+const TOPICS = {
+  default: { publish: 'none' as const, schema: Type.Object({ symbol: Type.String(), price: Type.Number() }) },
+  namespaces: { chat: { publish: 'subscribers' as const, presence: true, schema: Type.Object({ text: Type.String({ maxLength: 500 }) }) } }
+}
 
 const require = createRequire(import.meta.url)
 const { version } = require('../package.json') as { version: string }
@@ -99,7 +106,8 @@ t.test('the document validates against the AsyncAPI 3.0.0 JSON Schema', async (t
   const validate = draft07().compile(withoutBundledMetaSchema(asyncApiSchema))
   for (const [name, document] of [
     ['defaults', buildAsyncApiDocument()],
-    ['options', buildAsyncApiDocument({ path: '/live', title: 'Chat', version: '9.9.9', description: 'Hi', protocols: ['a.v2'], servers: { local: { host: 'localhost:3000', protocol: 'ws', description: 'dev' } } })]
+    ['options', buildAsyncApiDocument({ path: '/live', title: 'Chat', version: '9.9.9', description: 'Hi', protocols: ['a.v2'], servers: { local: { host: 'localhost:3000', protocol: 'ws', description: 'dev' } } })],
+    ['topics', buildAsyncApiDocument({ topics: normalizeOptions({ topics: TOPICS }).topics })]
   ] as const) {
     const valid = validate(document)
     t.ok(valid, `${name}: valid AsyncAPI 3.0.0`)
@@ -179,6 +187,16 @@ t.test('frames a running hub sends validate against the document', async (t) => 
   const ack = document.components.messages[serverMessageKey('ack')]?.payload
   t.notOk(ajv.validate(ack ?? {}, { type: 'ack', timestamp: 'yesterday' }), 'the payload schemas do reject bad frames')
   t.notOk(ajv.validate(document.components.messages[clientMessageKey(CUSTOM_CLIENT_TYPE)]?.payload ?? {}, { type: 'broadcast' }), 'a built-in type is not a custom one')
+})
+
+t.test('with topics, a channel per namespace carries that namespace\'s payload schema', async (t) => {
+  const document = buildAsyncApiDocument({ topics: normalizeOptions({ topics: TOPICS }).topics })
+  const text = JSON.stringify(document)
+  t.ok(Object.keys(document.channels).some((id) => id.includes('chat')), 'a channel for the chat namespace')
+  t.ok(Object.keys(document.channels).some((id) => id === 'topics'), 'and one for topics without a namespace')
+  t.match(text, /"symbol"/, 'the prices schema is in the document')
+  t.match(text, /"text"/, 'and the chat schema')
+  for (const ref of refs(document)) t.not(resolve(document, ref), undefined, `${ref} resolves`)
 })
 
 t.test('GET <prefix>/asyncapi.json serves the document', async (t) => {

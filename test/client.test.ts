@@ -197,6 +197,7 @@ t.test('a batch is unwrapped one level; bad entries are invalid frames; a handle
     welcome: () => { events.push(['welcome()', null]) },
     settle: (frame) => { events.push(['settle()', frame.id]) },
     refuse: (frame) => { events.push(['refuse()', frame.id]) },
+    subscription: (frame) => { events.push(['subscription()', frame.topic]) },
     emit: (type, payload) => {
       if (type !== '*') events.push([type, type === 'invalid-frame' ? (payload as { error: string }).error : null])
       if (type === 'stop') live = false

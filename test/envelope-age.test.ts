@@ -22,7 +22,9 @@ const examples: Envelope[] = [
   { type: 'deliver', origin: 'a', target: { kind: 'topic', topic: 'x\ny' }, frame: '{"n":1}\n2', sentAt: SENT },
   { type: 'close', origin: 'a', target: { kind: 'user', userId: 'u' }, code: 4001, reason: 'r', sentAt: SENT },
   { type: 'query', origin: 'a', requestId: 'q', clientIds: ['c'], sentAt: SENT },
-  { type: 'reply', origin: 'a', requestId: 'q', connections: [], sentAt: SENT }
+  { type: 'reply', origin: 'a', requestId: 'q', connections: [], sentAt: SENT },
+  { type: 'subscribe', origin: 'a', target: { kind: 'user', userId: 'u' }, topic: 'chat:1', sentAt: SENT },
+  { type: 'unsubscribe', origin: 'a', target: { kind: 'client', id: 'c' }, topic: 'news', sentAt: SENT }
 ]
 
 t.test('every envelope type carries its send time through the encoding', async (t) => {
@@ -40,7 +42,17 @@ t.test('decoding refuses an envelope without a valid send time', async (t) => {
     '{"y":"deliver","o":"a","t":{"kind":"all"},"s":1.5}\n{}',
     '{"type":"query","origin":"a","requestId":"q","clientIds":[]}',
     '{"type":"close","origin":"a","target":{"kind":"client","id":"c"},"code":4000,"reason":"","sentAt":-1}',
-    '{"type":"reply","origin":"a","requestId":"q","connections":[],"sentAt":null}'
+    '{"type":"reply","origin":"a","requestId":"q","connections":[],"sentAt":null}',
+    '{"type":"subscribe","origin":"a","target":{"kind":"user","userId":"u"},"topic":"t"}'
+  ]
+  for (const text of bad) t.throws(() => decodeEnvelope(text), EnvelopeError, text)
+})
+
+t.test('decoding refuses a subscription envelope for a fan-out target or without a topic', async (t) => {
+  const bad = [
+    '{"type":"subscribe","origin":"a","target":{"kind":"all"},"topic":"t","sentAt":1}',
+    '{"type":"unsubscribe","origin":"a","target":{"kind":"topic","topic":"t"},"topic":"t","sentAt":1}',
+    '{"type":"unsubscribe","origin":"a","target":{"kind":"client","id":"c"},"sentAt":1}'
   ]
   for (const text of bad) t.throws(() => decodeEnvelope(text), EnvelopeError, text)
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import {
-  ClusterStateError, EnvelopeError, HubClosedError, HubError, HubErrorCodes, HubProtocolError, InvalidArgumentError,
+  ClusterStateError, EnvelopeError, HubClosedError, HubError, HubErrorCodes, HubProtocolError, InvalidArgumentError, InvalidMessageError, PresenceOffError,
   MissingPackageError, OptionsError, QueryTimeoutError, TransportError
 } from '../lib/index.js'
 
@@ -13,7 +13,9 @@ t.test('every error kind carries its stable code, its name and its cause', async
     [EnvelopeError, HubErrorCodes.envelope],
     [QueryTimeoutError, HubErrorCodes.queryTimeout],
     [HubClosedError, HubErrorCodes.closed],
-    [InvalidArgumentError, HubErrorCodes.invalidArgument]
+    [InvalidArgumentError, HubErrorCodes.invalidArgument],
+    [InvalidMessageError, HubErrorCodes.invalidMessage],
+    [PresenceOffError, HubErrorCodes.presenceOff]
   ] as const
   const codes = new Set<string>()
   for (const [Kind, code] of kinds) {

@@ -147,6 +147,21 @@ t.test('the ticker publishes prices to subscribers', async (t) => {
   t.type(tick.price, 'number')
 })
 
+t.test('prices is server-only: a client publish is refused with forbidden, and a bad tick from the server too', async (t) => {
+  const { wsUrl, app } = await start(t)
+  const client = await connect(wsUrl)
+  t.teardown(() => client.close())
+  client.send({ type: 'publish', topic: 'prices', message: { symbol: 'ACME', price: 0.01 }, id: 1 })
+  t.match(await client.next('error'), { code: 'forbidden', id: 1 })
+  client.send({ type: 'subscribe', topic: 'chat:lobby', id: 2 })
+  t.equal((await client.next('ack')).id, 2, 'chat rooms are open')
+  client.send({ type: 'publish', topic: 'chat:lobby', message: 'hi', id: 3 })
+  t.match(await client.next('publish'), { topic: 'chat:lobby', message: 'hi' })
+  client.send({ type: 'subscribe', topic: 'other:x', id: 4 })
+  t.match(await client.next('error'), { code: 'unknown_namespace', id: 4 })
+  t.throws(() => app.wsHub.publish('prices', { symbol: 'ACME' }), { code: 'WS_HUB_INVALID_MESSAGE' })
+})
+
 t.test('prices are a function of the clock, so instances agree', async (t) => {
   t.equal(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_000))
   t.not(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_030), 'and they move')

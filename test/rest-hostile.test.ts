@@ -49,6 +49,7 @@ t.test('a push nesting 5,000 levels answered 500 with the stack overflow text; e
   const client = await connect(wsUrl)
   const sender = await connect(wsUrl)
   client.send({ type: 'subscribe', topic: 'deep', id: 's' })
+  await client.next('subscribed')
   await client.next('ack')
 
   // The socket side: a frame is refused when its message nests 32 levels

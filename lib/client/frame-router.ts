@@ -1,10 +1,13 @@
-import type { AckFrame, BatchFrame, ErrorFrame, InboundFrame, PongFrame, WelcomeFrame } from './types.js'
+import type { BatchFrame, ErrorFrame, InboundFrame, SubscribedFrame, UnsubscribedFrame, WelcomeFrame } from './types.js'
+import type { Reply } from './pending-requests.js'
 
 /** Where the router hands what a socket received. */
 export interface FrameSink {
   welcome: (frame: WelcomeFrame) => void
-  settle: (frame: AckFrame | PongFrame) => void
+  settle: (frame: Reply) => void
   refuse: (frame: ErrorFrame) => void
+  /** The server says this connection's subscriptions changed (its own request, or the server's doing). */
+  subscription: (frame: SubscribedFrame | UnsubscribedFrame) => void
   /** Events for the application: every frame by its type and as `'*'`, and `'invalid-frame'`. */
   emit: (type: string, payload: unknown) => void
 }
@@ -61,10 +64,15 @@ function route (frame: InboundFrame, sink: FrameSink): void {
       break
     case 'ack':
     case 'pong':
-      sink.settle(frame as AckFrame | PongFrame)
+    case 'presence':
+      sink.settle(frame as Reply)
       break
     case 'error':
       sink.refuse(frame as ErrorFrame)
+      break
+    case 'subscribed':
+    case 'unsubscribed':
+      sink.subscription(frame as SubscribedFrame | UnsubscribedFrame)
       break
   }
   sink.emit(frame.type, frame)

@@ -4,7 +4,7 @@ import { Emitter } from './emitter.js'
 import { ClientErrorCodes, HubClientError } from './errors.js'
 import { routeMessage, type FrameSink } from './frame-router.js'
 import { CLIENT_DEFAULTS, duration, platformWebSocket, type HubClientOptions } from './options.js'
-import { PendingRequests } from './pending-requests.js'
+import { PendingRequests, type Reply } from './pending-requests.js'
 import type {
   AckFrame,
   BroadcastFrame,
@@ -14,6 +14,8 @@ import type {
   InboundFrame,
   OutgoingClientFrame,
   PongFrame,
+  PresenceReplyFrame,
+  PresenceRequestFrame,
   PublishFrame,
   ResubscribeFailure,
   ServerFrameMap,
@@ -28,7 +30,6 @@ import type {
 const ABNORMAL_CLOSURE = 1006
 
 type Timer = ReturnType<typeof setTimeout>
-type Reply = AckFrame | PongFrame
 
 interface Waiter {
   resolve: (clientId: string) => void
@@ -80,7 +81,12 @@ export class HubClient {
   readonly #WebSocket: WebSocketConstructor | undefined
   readonly #events = new Emitter()
   readonly #pending = new PendingRequests()
-  readonly #topics = new Set<string>()
+  /**
+   * Subscribed topics, by who asked: the client's own are subscribed again
+   * after a reconnect; the server's end with the connection (the server
+   * tells the new one what it holds, with `subscribed` frames).
+   */
+  readonly #topics = new Map<string, 'client' | 'server'>()
   #waiters: Waiter[] = []
   #socket: WebSocketLike | null = null
   #state: HubClientState = 'closed'
@@ -103,6 +109,10 @@ export class HubClient {
     welcome: (frame) => this.#onWelcome(frame),
     settle: (frame) => this.#pending.settle(frame),
     refuse: (frame) => this.#pending.refuse(frame),
+    subscription: (frame) => {
+      if (frame.type === 'unsubscribed') this.#topics.delete(frame.topic)
+      else if (!this.#topics.has(frame.topic)) this.#topics.set(frame.topic, 'server')
+    },
     emit: (type, payload) => this.#events.emit(type, payload)
   }
 
@@ -134,8 +144,12 @@ export class HubClient {
   get clientId (): string | undefined { return this.#clientId }
   /** The authenticated user of the current connection, if the hub authenticates. */
   get userId (): string | undefined { return this.#userId }
-  /** Topics subscribed: acknowledged, and subscribed again after every reconnect. */
-  get topics (): string[] { return [...this.#topics] }
+  /**
+   * Topics subscribed, by this client (acknowledged, and subscribed again
+   * after every reconnect) or by the server (`subscribed` frames; for the
+   * current connection only).
+   */
+  get topics (): string[] { return [...this.#topics.keys()] }
 
   /**
    * Opens the connection and resolves with the client id of the first
@@ -205,7 +219,7 @@ export class HubClient {
   async subscribe (topic: string): Promise<AckFrame> {
     const frame: SubscribeFrame = { type: 'subscribe', topic }
     const ack = await this.#request(frame, 'ack', this.#ackTimeoutMs)
-    this.#topics.add(topic)
+    this.#topics.set(topic, 'client')
     return ack
   }
 
@@ -220,6 +234,18 @@ export class HubClient {
   publish (topic: string, message: unknown): Promise<AckFrame> {
     const frame: PublishFrame = { type: 'publish', topic, message }
     return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  }
+
+  /**
+   * One page of a presence topic's members, cluster-wide, with its
+   * `clients` and `users` counts; pass `cursor` from the page for the next.
+   * Rejects with `presence_off` for a topic without presence.
+   */
+  presence (topic: string, page: { limit?: number, cursor?: string } = {}): Promise<PresenceReplyFrame> {
+    const frame: PresenceRequestFrame = { type: 'presence', topic }
+    if (page.limit !== undefined) frame.limit = page.limit
+    if (page.cursor !== undefined) frame.cursor = page.cursor
+    return this.#request(frame, 'presence', this.#ackTimeoutMs)
   }
 
   /** An app-level ping; resolves with the `pong`. */
@@ -292,7 +318,7 @@ export class HubClient {
     this.#startPings()
     // Subscriptions are sent before anything the application sends after
     // 'open', and 'open' waits for their acks.
-    const topics = [...this.#topics]
+    const topics = [...this.#topics].filter(([, by]) => by === 'client').map(([topic]) => topic)
     Promise.allSettled(topics.map(async (topic) => this.#request({ type: 'subscribe', topic }, 'ack', this.#ackTimeoutMs))).then((results) => {
       if (this.#socket !== socket || this.#state !== 'open') return
       const failures: ResubscribeFailure[] = []
@@ -347,6 +373,8 @@ export class HubClient {
 
   #onGone (code: number, reason: string): void {
     this.#detach()
+    // The server's subscriptions were this connection's; the next one is told its own.
+    for (const [topic, by] of this.#topics) if (by === 'server') this.#topics.delete(topic)
     const retry = !this.#stopped && this.#backoff !== false && !this.#noReconnect.has(code)
     this.#pending.rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
     this.#events.emit('close', { code, reason, willReconnect: retry })

@@ -1,10 +1,11 @@
 import { ClientErrorCodes, HubClientError } from './errors.js'
-import type { AckFrame, ErrorFrame, OutgoingClientFrame, PongFrame, ServerFrameMap, WebSocketLike } from './types.js'
+import type { AckFrame, ErrorFrame, OutgoingClientFrame, PongFrame, PresenceReplyFrame, ServerFrameMap, WebSocketLike } from './types.js'
 
-type Reply = AckFrame | PongFrame
+/** The frames that answer a request by its id. */
+export type Reply = AckFrame | PongFrame | PresenceReplyFrame
 
 interface Pending {
-  expect: 'ack' | 'pong'
+  expect: Reply['type']
   resolve: (frame: Reply) => void
   reject: (error: HubClientError) => void
   timer: ReturnType<typeof setTimeout>
@@ -12,7 +13,7 @@ interface Pending {
 
 /**
  * Requests waiting for their answer, by id. Every one is settled exactly
- * once: by its `ack` (or `pong`), its `error` frame, its timeout, or
+ * once: by its `ack` (or `pong`, or `presence` page), its `error` frame, its timeout, or
  * `rejectAll` when the socket goes: no promise is left hanging.
  */
 export class PendingRequests {

@@ -8,6 +8,7 @@ import type {
   BroadcastFrameSchema,
   DirectFrameSchema,
   PingFrameSchema,
+  PresenceFrameSchema,
   PublishFrameSchema,
   ServerFrames,
   SubscribeFrameSchema,
@@ -21,6 +22,13 @@ export type WelcomeFrame = ServerFrameMap['welcome']
 export type AckFrame = ServerFrameMap['ack']
 export type PongFrame = ServerFrameMap['pong']
 export type ErrorFrame = ServerFrameMap['error']
+export type SubscribedFrame = ServerFrameMap['subscribed']
+export type UnsubscribedFrame = ServerFrameMap['unsubscribed']
+/** The answer to `presence()`: one page of a presence topic's members and its counts. */
+export type PresenceReplyFrame = ServerFrameMap['presence']
+/** A user (or, per the topic's rules, a connection) joined or left a `joinLeave` topic this client is subscribed to. */
+export type JoinFrame = ServerFrameMap['join']
+export type LeaveFrame = ServerFrameMap['leave']
 /** Only a wrapper: the client handles its frames one by one and never emits it. */
 export type BatchFrame = ServerFrameMap['batch']
 
@@ -38,6 +46,7 @@ export type SubscribeFrame = Static<typeof SubscribeFrameSchema>
 export type UnsubscribeFrame = Static<typeof UnsubscribeFrameSchema>
 export type PublishFrame = Static<typeof PublishFrameSchema>
 export type PingFrame = Static<typeof PingFrameSchema>
+export type PresenceRequestFrame = Static<typeof PresenceFrameSchema>
 
 /** Any frame `request` may send; the client sets `id`. */
 export interface OutgoingClientFrame {

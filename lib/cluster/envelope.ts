@@ -67,8 +67,19 @@ export interface ReplyEnvelope extends Stamped {
   connections: RemoteConnection[]
 }
 
+/**
+ * Subscribe or unsubscribe the target's connections to a topic, on the
+ * instances that hold them (server-side subscriptions).
+ */
+export interface SubscriptionEnvelope extends Stamped {
+  type: 'subscribe' | 'unsubscribe'
+  origin: string
+  target: PeerTarget
+  topic: string
+}
+
 /** What travels between hub instances, discriminated on `type`. */
-export type Envelope = DeliverEnvelope | CloseEnvelope | QueryEnvelope | ReplyEnvelope
+export type Envelope = DeliverEnvelope | CloseEnvelope | QueryEnvelope | ReplyEnvelope | SubscriptionEnvelope
 
 // A deliver envelope is a header line of JSON, a newline, then the frame
 // verbatim, so the frame is neither escaped nor parsed twice. JSON.stringify
@@ -100,10 +111,14 @@ export function decodeEnvelope (text: string): Envelope {
   if (!isTimestamp(sentAt)) throw new EnvelopeError('envelope lacks its send time')
   switch (h.type) {
     case 'close':
-      if (!isTarget(h.target) || (h.target.kind !== 'client' && h.target.kind !== 'user') || !Number.isInteger(h.code) || typeof h.reason !== 'string') {
+      if (!isPeerTarget(h.target) || !Number.isInteger(h.code) || typeof h.reason !== 'string') {
         throw new EnvelopeError('close envelope is malformed')
       }
       return { type: 'close', origin: h.origin, target: h.target, code: h.code as number, reason: h.reason, sentAt }
+    case 'subscribe':
+    case 'unsubscribe':
+      if (!isPeerTarget(h.target) || typeof h.topic !== 'string') throw new EnvelopeError(`${h.type} envelope is malformed`)
+      return { type: h.type, origin: h.origin, target: h.target, topic: h.topic, sentAt }
     case 'query':
       if (typeof h.requestId !== 'string' || !isStringArray(h.clientIds)) throw new EnvelopeError('query envelope is malformed')
       return { type: 'query', origin: h.origin, requestId: h.requestId, clientIds: h.clientIds, sentAt }
@@ -152,6 +167,10 @@ function isRemoteConnection (value: unknown): value is RemoteConnection {
   const v = value as Record<string, unknown>
   return typeof v.id === 'string' && typeof v.ip === 'string' && typeof v.instanceId === 'string' &&
     typeof v.connectedAt === 'string' && (v.userId === null || typeof v.userId === 'string') && isStringArray(v.topics)
+}
+
+function isPeerTarget (value: unknown): value is PeerTarget {
+  return isTarget(value) && (value.kind === 'client' || value.kind === 'user')
 }
 
 function isTarget (value: unknown): value is Target {

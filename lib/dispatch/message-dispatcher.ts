@@ -78,6 +78,14 @@ export interface MessageDispatcherOptions {
   onPublished?: (seconds: number) => void
   /** Envelopes from other instances older than this are dropped. Default 3000. */
   maxEnvelopeAgeMs?: number
+  /** Applies server-side subscriptions to this instance's connections; without it, none are held here. */
+  subscriptions?: LocalSubscriptions
+}
+
+/** What the dispatcher needs of `lib/topics/subscriptions.ts`. */
+export interface LocalSubscriptions {
+  /** Returns how many of this instance's connections in the target it applied to. */
+  apply: (target: PeerTarget, topic: string, subscribe: boolean) => number
 }
 
 /**
@@ -98,6 +106,7 @@ export class MessageDispatcher {
   readonly #conflator = new Conflator()
   readonly #conflateMs: number
   readonly #queries: PeerQueries
+  readonly #subscriptions: LocalSubscriptions | null
   #otherInstanceCount = 0
   #instancesCheckedAt = -Infinity
 
@@ -111,6 +120,7 @@ export class MessageDispatcher {
     this.#conflateMs = options.conflateMs
     this.#queries = new PeerQueries(options.queryTimeoutMs)
     this.#maxEnvelopeAgeMs = options.maxEnvelopeAgeMs ?? DEFAULT_MAX_ENVELOPE_AGE_MS
+    this.#subscriptions = options.subscriptions ?? null
     this.#staleLog = new FailureLog(options.log, 'ws-hub: dropped envelopes older than maxEnvelopeAgeMs (held up by a stalled broker, or clocks out of step)', 10_000, 'warn')
   }
 
@@ -194,6 +204,18 @@ export class MessageDispatcher {
   }
 
   /**
+   * Subscribes (or unsubscribes) the target's connections to a topic on
+   * whichever instances hold them, like `close`. Resolves to how many
+   * connections it applied to here and how many other instances were asked.
+   */
+  async subscription (target: PeerTarget, topic: string, subscribe: boolean): Promise<DeliveryReport> {
+    const recipients = this.#subscriptions?.apply(target, topic, subscribe) ?? 0
+    if (this.#transport === null || (target.kind === 'client' && this.#connections.get(target.id) !== undefined)) return { recipients, remoteInstances: 0 }
+    const envelope: Envelope = { type: subscribe ? 'subscribe' : 'unsubscribe', origin: this.#instanceId, target, topic }
+    return { recipients, remoteInstances: await this.#sendRemote(envelope, target).remote }
+  }
+
+  /**
    * Asks another instance to describe some of its connections (with their
    * topics, which only the holder knows). Rejects with a coded error when
    * it does not answer within `queryTimeoutMs`.
@@ -226,6 +248,10 @@ export class MessageDispatcher {
         return
       case 'close':
         this.#closeLocal(envelope.target, envelope.code, envelope.reason)
+        return
+      case 'subscribe':
+      case 'unsubscribe':
+        this.#subscriptions?.apply(envelope.target, envelope.topic, envelope.type === 'subscribe')
         return
       case 'query':
         this.#answer(envelope.origin, envelope.requestId, envelope.clientIds)

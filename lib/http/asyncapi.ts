@@ -8,7 +8,8 @@
  */
 import { createRequire } from 'node:module'
 import type { TSchema } from 'typebox'
-import { AnyClientFrame, BuiltInClientFrames, CloseCodes, ErrorCodes, ServerFrames } from '../protocol/frames.js'
+import { AnyClientFrame, BuiltInClientFrames, CloseCodes, ErrorCodes, PublishFrameSchema, ServerFrames } from '../protocol/frames.js'
+import type { TopicRules, TopicsConfig } from '../options/topic-options.js'
 
 export interface AsyncApiOptions {
   /** The WebSocket path. Default `/ws`. */
@@ -23,6 +24,8 @@ export interface AsyncApiOptions {
   protocols?: string[]
   /** Servers to list, by name, for example `{ production: { host: 'chat.example.com', protocol: 'wss' } }`; the channel's address is the path. */
   servers?: Record<string, AsyncApiServer>
+  /** The hub's `topics` option: a channel per namespace, with its payload schema. */
+  topics?: TopicsConfig | null
 }
 
 export interface AsyncApiServer {
@@ -57,11 +60,13 @@ export interface AsyncApiDocument {
   defaultContentType: 'application/json'
   servers?: Record<string, { host: string, protocol: string, description?: string }>
   channels: Record<string, {
-    address: string
+    /** null: any topic without a namespace. */
+    address: string | null
     title: string
     description: string
     messages: Record<string, Ref>
-    bindings: { ws: { method: 'GET', headers: JsonSchema, bindingVersion: '0.1.0' } }
+    parameters?: Record<string, { description: string }>
+    bindings?: { ws: { method: 'GET', headers: JsonSchema, bindingVersion: '0.1.0' } }
   }>
   operations: Record<string, AsyncApiOperation>
   components: { messages: Record<string, AsyncApiMessage> }
@@ -78,10 +83,11 @@ export const CUSTOM_CLIENT_TYPE = 'custom'
 const CLIENT_SUMMARIES: Record<string, string> = {
   broadcast: 'Every connected client, the sender included, receives a `message` frame.',
   direct: 'To one client (`target`) or to every connection of a user (`user`), exactly one of the two; they receive a `direct` frame. An unknown target is answered with the error `unknown_target`.',
-  subscribe: 'Start receiving the topic\'s publishes.',
+  subscribe: 'Start receiving the topic\'s publishes; answered with `subscribed` (then the `ack`). Refused with `forbidden` or `unknown_namespace` by the topic rules.',
   unsubscribe: 'Stop receiving the topic\'s publishes. Idempotent.',
   publish: 'The topic\'s subscribers receive a `publish` frame. The publisher need not be subscribed.',
   ping: 'Answered by a `pong` carrying the same `id` (for browsers, which cannot send protocol pings).',
+  presence: 'One page of a presence topic\'s members, cluster-wide, answered by a `presence` frame carrying the same `id`. A topic whose rules do not set `presence: true` is answered with the error `presence_off`.',
   [CUSTOM_CLIENT_TYPE]: 'Any other type goes to the service (`onMessage`); without one it is answered with the error `unknown_type`.'
 }
 
@@ -95,6 +101,11 @@ const SERVER_SUMMARIES: Record<string, string> = {
   echo: 'A copy of what this client broadcast, sent directly or published, with the `echo` option.',
   pong: 'The answer to a `ping`, with its `id`.',
   ack: 'A client frame that carried an `id` was handled.',
+  subscribed: 'This connection now receives the topic: its own `subscribe`, or the server\'s (REST, the facade, `authenticate`).',
+  unsubscribed: 'This connection no longer receives the topic: its own `unsubscribe`, or the server\'s.',
+  presence: 'The answer to a `presence` frame, with its `id`: members in client id order, `clients` and `users` for the whole cluster, and a `cursor` while more pages follow.',
+  join: 'On a `joinLeave` topic this client subscribed to: a user\'s first connection joined it, on any instance.',
+  leave: 'On a `joinLeave` topic: a user\'s last connection left it (unsubscribed, disconnected, or its instance crashed and its lease ran out).',
   error: `Bad input; the connection stays open. \`id\` is the offending frame's, when it had one. Codes: ${Object.values(ErrorCodes).map((code) => `\`${code}\``).join(', ')}; a service may add its own.`
 }
 
@@ -154,7 +165,7 @@ export function buildAsyncApiDocument (options: AsyncApiOptions = {}): AsyncApiD
       channel: channelRef,
       summary,
       messages: [inChannel(key)],
-      reply: { channel: channelRef, messages: type === 'ping' ? [inChannel(serverMessageKey('pong'))] : answers }
+      reply: { channel: channelRef, messages: type === 'ping' ? [inChannel(serverMessageKey('pong'))] : type === 'presence' ? [inChannel(serverMessageKey('presence')), inChannel(serverMessageKey('error'))] : answers }
     }
   }
 
@@ -167,6 +178,8 @@ export function buildAsyncApiDocument (options: AsyncApiOptions = {}): AsyncApiD
     messages[key] = message
     operations[operationId('send', type)] = { action: 'send', channel: channelRef, summary, messages: [inChannel(key)] }
   }
+
+  const topicChannels = namespaceChannels(options.topics ?? null, messages, operations)
 
   const document: AsyncApiDocument = {
     asyncapi: '3.0.0',
@@ -197,7 +210,8 @@ export function buildAsyncApiDocument (options: AsyncApiOptions = {}): AsyncApiD
             bindingVersion: '0.1.0'
           }
         }
-      }
+      },
+      ...topicChannels
     },
     operations,
     components: { messages }
@@ -210,4 +224,48 @@ export function buildAsyncApiDocument (options: AsyncApiOptions = {}): AsyncApiD
     }]))
   }
   return document
+}
+
+/**
+ * A channel per namespace (and one for topics under `default`), each with
+ * the `publish` frames its subscribers receive and, unless only the server
+ * publishes there, the `publish` frame a client sends, their `message`
+ * narrowed to the namespace's schema. The frames travel on the hub's one
+ * WebSocket; these channels say what each family of topics carries.
+ */
+function namespaceChannels (topics: TopicsConfig | null, messages: Record<string, AsyncApiMessage>, operations: Record<string, AsyncApiOperation>): AsyncApiDocument['channels'] {
+  if (topics === null) return {}
+  const channels: AsyncApiDocument['channels'] = {}
+  const families: Array<[string | null, TopicRules]> = [[null, topics.default], ...(topics.namespaces ?? [])]
+  for (const [namespace, rules] of families) {
+    const id = namespace === null ? 'topics' : `topics.${namespace.replace(/[^\w.-]/g, '_')}`
+    const ref = (key: string): Ref => ({ $ref: `#/channels/${id}/messages/${key}` })
+    const narrowed = (frame: JsonSchema): JsonSchema => rules.schema === undefined
+      ? frame
+      : { ...frame, properties: { ...(frame.properties as JsonSchema), message: plain(rules.schema) } }
+    const what = namespace === null ? 'topics without a namespace' : `topics \`${namespace}:<name>\``
+    const channelMessages: Record<string, Ref> = {}
+    const serverKey = `${id}.server.publish`
+    messages[serverKey] = { name: 'publish', title: `publish (hub to client), ${what}`, summary: `A publish on one of the ${what}.`, contentType: 'application/json', payload: narrowed(plain(ServerFrames.publish)) }
+    channelMessages.serverPublish = { $ref: `#/components/messages/${serverKey}` }
+    operations[`send${suffix(id)}Publish`] = { action: 'send', channel: { $ref: `#/channels/${id}` }, summary: `Publishes on ${what}.`, messages: [ref('serverPublish')] }
+    if (rules.publish !== 'none') {
+      const clientKey = `${id}.client.publish`
+      messages[clientKey] = { name: 'publish', title: `publish (client to hub), ${what}`, summary: `A client publishes on one of the ${what} (rule: ${rules.publish}).`, contentType: 'application/json', payload: narrowed(plain(PublishFrameSchema)), correlationId: CORRELATION }
+      channelMessages.clientPublish = { $ref: `#/components/messages/${clientKey}` }
+      operations[`receive${suffix(id)}Publish`] = { action: 'receive', channel: { $ref: `#/channels/${id}` }, summary: `A client publishes on ${what}.`, messages: [ref('clientPublish')] }
+    }
+    channels[id] = {
+      address: namespace === null ? null : `${namespace}:{name}`,
+      title: namespace === null ? 'Topics without a namespace' : `Namespace ${namespace}`,
+      description: `Subscribe: ${rules.subscribe}; publish: ${rules.publish}; presence: ${String(rules.presence)}; join/leave: ${String(rules.joinLeave)}.${rules.schema === undefined ? '' : ' Every message published here matches the payload\'s `message` schema.'}`,
+      messages: channelMessages,
+      ...(namespace === null ? {} : { parameters: { name: { description: 'The rest of the topic name, after the namespace and its `:`.' } } })
+    }
+  }
+  return channels
+}
+
+function suffix (id: string): string {
+  return id.split(/[^A-Za-z0-9]+/).map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('')
 }

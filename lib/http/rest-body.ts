@@ -1,6 +1,6 @@
 import { errorCodes, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { nestsDeeperThan } from '../protocol/frames.js'
-import { InvalidArgumentError } from '../errors.js'
+import { InvalidArgumentError, InvalidMessageError } from '../errors.js'
 
 /** An error Fastify answers with its status and code, as it does its own. */
 function httpError (statusCode: number, code: string, message: string): Error & { statusCode: number, code: string } {
@@ -47,6 +47,10 @@ export function jsonBodyParser (maxJsonDepth: number) {
 export function restErrorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (error instanceof InvalidArgumentError) {
     return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: 'invalid_argument', message: error.message })
+  }
+  // A message that does not match its topic's schema: what a client gets as `invalid_message`.
+  if (error instanceof InvalidMessageError) {
+    return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: 'invalid_message', message: error.message })
   }
   if (typeof error.statusCode === 'number') throw error
   request.log.error({ err: error }, 'ws-hub: REST request failed')

@@ -3,9 +3,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { RestAuth, RestRouteName } from '../options/hub-options.js'
 import { authHook } from './rest-auth.js'
 import type { WsHub } from '../hub.js'
-import { QueryTimeoutError } from '../errors.js'
+import { ClusterStateError, PresenceOffError, QueryTimeoutError } from '../errors.js'
+import type { PresencePage } from '../cluster/presence.js'
 import { jsonBodyParser, restErrorHandler } from './rest-body.js'
-import { withLongIds } from './long-ids.js'
+import { longIdConstraint, withLongIds } from './long-ids.js'
 import {
   ConnectionInfoSchema,
   ConnectionList,
@@ -18,8 +19,13 @@ import {
   IdParams,
   ListQuery,
   PushBody,
+  PresencePageSchema,
+  PresenceQuerySchema,
+  PresenceStatsSchema,
   TopicParams,
-  UserParams
+  UserParams,
+  ClientTopicParams,
+  UserTopicParams
 } from './rest-schemas.js'
 
 export interface RestRouteDeps {
@@ -137,6 +143,33 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
       }, async (request) => hub.publish(request.params.topic, request.body.message))
     }
 
+    // Presence: 404 presence_off for a topic whose rules do not set
+    // presence, 503 while the registry cannot answer.
+    const presence = async (reply: FastifyReply, topic: string, query: { limit?: number, cursor?: string }): Promise<PresencePage | FastifyReply> => {
+      try {
+        return await hub.presence(topic, query)
+      } catch (err) {
+        if (err instanceof PresenceOffError) return notFound(reply, 'presence_off', `topic ${topic} has no presence`)
+        if (!(err instanceof ClusterStateError)) throw err
+        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', code: 'registry_unavailable', message: 'the cluster state cannot answer; try again later' })
+      }
+    }
+
+    if (on('presence')) {
+      app.get('/topics/:topic/presence', {
+        schema: { tags: TAGS, summary: 'One page of a presence topic\'s members, cluster-wide, with its counts', params: TopicParams, querystring: PresenceQuerySchema, response: { 200: PresencePageSchema, ...errors } }
+      }, async (request, reply) => presence(reply, request.params.topic, request.query))
+    }
+
+    if (on('presenceStats')) {
+      app.get('/topics/:topic/presence/stats', {
+        schema: { tags: TAGS, summary: 'How many connections and users a presence topic has, cluster-wide', params: TopicParams, response: { 200: PresenceStatsSchema, ...errors } }
+      }, async (request, reply) => {
+        const page = await presence(reply, request.params.topic, { limit: 0 })
+        return 'clients' in page ? { clients: page.clients, users: page.users } : page
+      })
+    }
+
     if (on('sendToUser')) {
       withLongIds('/users', 'userId', '/send', (route) => app.post(route.url, {
         preValidation: route.preValidation,
@@ -158,7 +191,41 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
         return reply.code(204).send()
       }))
     }
+
+    // Server-side subscriptions: 204 once the holders were told, 404 when no instance holds the target.
+    longIdConstraint(parent)
+    const subscription = (subscribe: boolean) => async (target: { clientId: string } | { userId: string }, topic: string, reply: FastifyReply): Promise<FastifyReply> => {
+      const report = subscribe ? await hub.subscribe(target, topic) : await hub.unsubscribe(target, topic)
+      if (report.recipients > 0 || report.remoteInstances > 0) return reply.code(204).send()
+      return 'clientId' in target
+        ? notFound(reply, 'unknown_client', `no client with id ${target.clientId}`)
+        : notFound(reply, 'unknown_user', `no connection of user ${target.userId}`)
+    }
+    for (const [name, subscribe] of [['subscribeConnection', true], ['unsubscribeConnection', false]] as const) {
+      if (!on(name)) continue
+      const summary = subscribe ? 'Subscribe a connection to a topic (server-side; topic rules do not apply)' : 'Unsubscribe a connection from a topic'
+      withLongIds('/connections', 'id', '/topics/:topic', (route) => app.route({
+        method: subscribe ? 'PUT' : 'DELETE',
+        url: route.url,
+        preValidation: route.preValidation,
+        constraints: route.constraints,
+        schema: { ...route.schema, tags: TAGS, summary, params: ClientTopicParams, response: { 204: Type204, ...errors } },
+        handler: async (request, reply) => subscription(subscribe)({ clientId: request.params.id }, request.params.topic, reply)
+      }))
+    }
+    for (const [name, subscribe] of [['subscribeUser', true], ['unsubscribeUser', false]] as const) {
+      if (!on(name)) continue
+      const summary = subscribe ? 'Subscribe every connection of a user to a topic, on every instance' : 'Unsubscribe every connection of a user from a topic'
+      withLongIds('/users', 'userId', '/topics/:topic', (route) => app.route({
+        method: subscribe ? 'PUT' : 'DELETE',
+        url: route.url,
+        preValidation: route.preValidation,
+        constraints: route.constraints,
+        schema: { ...route.schema, tags: TAGS, summary, params: UserTopicParams, response: { 204: Type204, ...errors } },
+        handler: async (request, reply) => subscription(subscribe)({ userId: request.params.userId }, request.params.topic, reply)
+      }))
+    }
   }, { prefix: deps.prefix })
 }
 
-const Type204 = { type: 'null', description: 'Closed' }
+const Type204 = { type: 'null', description: 'Done' }

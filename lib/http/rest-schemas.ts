@@ -1,6 +1,6 @@
 /** TypeBox schemas of the REST push API: they validate input and feed Swagger. */
 import { Type, type Static } from 'typebox'
-import { ClientId, Topic, UserId } from '../protocol/frames.js'
+import { ClientId, PresenceMemberSchema, Topic, UserId } from '../protocol/frames.js'
 
 export const ConnectionInfoSchema = Type.Object({
   id: Type.String(),
@@ -30,9 +30,28 @@ export const ConnectionList = Type.Object({
   unreachableInstances: Type.Optional(Type.Array(Type.String(), { description: 'Instances that did not describe their connections in time; theirs are listed with empty topics' }))
 })
 
+export const PresenceQuerySchema = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 100, description: '0: the counts alone' })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'The previous page\'s cursor' }))
+})
+
+export const PresenceStatsSchema = Type.Object({
+  clients: Type.Integer({ minimum: 0, description: 'Connections in the topic, cluster-wide' }),
+  users: Type.Integer({ minimum: 0, description: 'Distinct users among them; an anonymous connection counts as one' })
+})
+
+export const PresencePageSchema = Type.Object({
+  members: Type.Array(PresenceMemberSchema),
+  clients: PresenceStatsSchema.properties.clients,
+  users: PresenceStatsSchema.properties.users,
+  cursor: Type.Optional(Type.String({ description: 'Pass it back for the next page; absent on the last' }))
+})
+
 export const IdParams = Type.Object({ id: ClientId })
 export const TopicParams = Type.Object({ topic: Topic })
 export const UserParams = Type.Object({ userId: UserId })
+export const ClientTopicParams = Type.Object({ id: ClientId, topic: Topic })
+export const UserTopicParams = Type.Object({ userId: UserId, topic: Topic })
 
 /**
  * Any JSON except null and the empty string: an empty push is a caller's bug.

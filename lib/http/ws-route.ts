@@ -6,6 +6,7 @@ import { Connection } from '../connections/connection.js'
 import type { ConnectionManager } from '../connections/connection-manager.js'
 import type { MessageDispatcher } from '../dispatch/message-dispatcher.js'
 import type { ProtocolHandler } from '../protocol/protocol-handler.js'
+import type { Subscriptions } from '../topics/subscriptions.js'
 import type { Admission, HandshakeCounters } from '../connections/admission.js'
 import type { NormalizedOptions } from '../options/hub-options.js'
 import { normalizeIp } from '../connections/ip.js'
@@ -18,6 +19,7 @@ export interface WsRouteDeps {
   connections: ConnectionManager
   dispatcher: MessageDispatcher
   protocol: ProtocolHandler
+  subscriptions: Subscriptions
   admission: Admission
   counters: HandshakeCounters
   telemetry: Telemetry
@@ -72,6 +74,8 @@ export function registerWsRoute (fastify: FastifyInstance, deps: WsRouteDeps): v
       : { type: 'welcome', clientId: connection.id, userId: identity.userId }))
     // After the welcome, which a client reads before it knows about batches.
     if (connections.batching && wantsBatches(socket, request)) connections.startBatching(connection)
+    // `subscribed` frames follow the welcome, once each topic is confirmed.
+    deps.subscriptions.subscribeIdentity(connection)
     request.log.info({ clientId: connection.id, ip: connection.ip, userId: connection.userId, batching: connection.batch !== null }, 'ws-hub: connection opened')
     if (options.announce) announce(deps, `Client ${connection.id} joined.`, connection)
     const service = options.service

@@ -7,6 +7,7 @@ import { OptionsError } from '../errors.js'
 import { DEFAULT_MAX_ENVELOPE_AGE_MS } from '../cluster/envelope.js'
 import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption, type DeprecatedCustomBroker } from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
+import { normalizeTopics, PermissionOptions, type TopicsConfig } from './topic-options.js'
 
 export { OptionsError }
 export type {
@@ -14,11 +15,14 @@ export type {
   RedisBrokerOptions, KafkaBrokerOptions, RedisRegistryOptions
 } from './backend-options.js'
 
-export type { RestAuth, Identity, Authenticate, Revalidate } from './hooks.js'
+export type { RestAuth, Identity, Authenticate, Revalidate, Authorize, AuthorizeRequest } from './hooks.js'
+export type { TopicsOption, TopicRulesOption, TopicRules, TopicsConfig } from './topic-options.js'
 
 export const REST_ROUTE_NAMES = [
   'listConnections', 'getConnection', 'closeConnection', 'broadcast', 'sendToConnection',
-  'publish', 'sendToUser', 'closeUser', 'stats'
+  'publish', 'sendToUser', 'closeUser', 'stats',
+  'subscribeConnection', 'unsubscribeConnection', 'subscribeUser', 'unsubscribeUser',
+  'presence', 'presenceStats'
 ] as const
 export type RestRouteName = typeof REST_ROUTE_NAMES[number]
 
@@ -112,6 +116,7 @@ const HubSchema = Type.Object({
   conflateMs: withDefault(Int(1), 100),
   preparedFrames: withDefault(Type.Boolean(), true),
   metrics: withDefault(Type.Union([Type.Literal(false), MetricsSchema]), {}),
+  ...PermissionOptions,
   broker: withDefault(BrokerSchema, { type: 'memory' }),
   registry: withDefault(RegistrySchema, { type: 'memory' })
 }, { additionalProperties: false })
@@ -136,8 +141,10 @@ export type WsHubOptions = Omit<Static<typeof HubSchema>, 'broker'> & Deprecated
 type Filled_ = Filled<typeof HubSchema>
 
 /** Options after validation and defaulting: every field with a default is present. */
-export interface NormalizedOptions extends Omit<Filled_, 'rest' | 'allowedOrigins'> {
+export interface NormalizedOptions extends Omit<Filled_, 'rest' | 'allowedOrigins' | 'topics'> {
   rest: false | (Omit<Filled<typeof RestSchema>, 'disable'> & { disable: ReadonlySet<RestRouteName> })
+  /** null: no `topics` option, every topic open to everyone. */
+  topics: TopicsConfig | null
   /** null: no origin check. */
   allowedOrigins: ReadonlySet<string> | null
 }
@@ -161,6 +168,7 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
   const { rest, allowedOrigins } = options
   return {
     ...options,
+    topics: normalizeTopics(options.topics),
     broker: broker === undefined ? options.broker : normalizeBroker(broker),
     registry: registry === undefined ? options.registry : normalizeRegistry(registry),
     rest: rest === false ? false : { prefix: rest.prefix, auth: rest.auth, disable: new Set(rest.disable) },

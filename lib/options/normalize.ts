@@ -236,10 +236,13 @@ function cloneAlong (schema: unknown, value: unknown): unknown {
   return copy
 }
 
-/** The schema of `key`: in a union, the first branch that declares it. */
+/** The schema of `key`: in a union, the first branch that declares it; in a record, the pattern it matches. */
 function propertySchema (schema: unknown, key: string): unknown {
   if (!isRecord(schema)) return undefined
   if (isRecord(schema.properties) && Object.hasOwn(schema.properties, key)) return schema.properties[key]
+  if (isRecord(schema.patternProperties)) {
+    for (const [pattern, value] of Object.entries(schema.patternProperties)) if (new RegExp(pattern, 'u').test(key)) return value
+  }
   if (!Array.isArray(schema.anyOf)) return undefined
   for (const branch of schema.anyOf) {
     const found = propertySchema(branch, key)

@@ -56,6 +56,14 @@ export const PingFrameSchema = Type.Object({
   type: Type.Literal('ping'),
   id: Type.Optional(MessageId)
 })
+/** A page of a presence topic's members; the answer is a `presence` frame carrying the `id`. */
+export const PresenceFrameSchema = Type.Object({
+  type: Type.Literal('presence'),
+  topic: Topic,
+  limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'Members per page, default 100; 0 answers the counts alone' })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'From the previous page' })),
+  id: Type.Optional(MessageId)
+})
 /** Every client frame: an object with a string `type`. Types not built in go to the service. */
 export const AnyClientFrame = Type.Object({
   type: Type.String({ minLength: 1, maxLength: 64 }),
@@ -68,7 +76,8 @@ export const BuiltInClientFrames = {
   subscribe: SubscribeFrameSchema,
   unsubscribe: UnsubscribeFrameSchema,
   publish: PublishFrameSchema,
-  ping: PingFrameSchema
+  ping: PingFrameSchema,
+  presence: PresenceFrameSchema
 } as const
 
 export type BuiltInType = keyof typeof BuiltInClientFrames
@@ -78,10 +87,17 @@ export type DirectFrame = Static<typeof DirectFrameSchema>
 export type SubscribeFrame = Static<typeof SubscribeFrameSchema>
 export type UnsubscribeFrame = Static<typeof UnsubscribeFrameSchema>
 export type PublishFrame = Static<typeof PublishFrameSchema>
+export type PresenceFrame = Static<typeof PresenceFrameSchema>
 
 // ---- server -> client ----
 
 const Timestamp = Type.String({ format: 'date-time' })
+const MemberUser = Type.Union([UserId, Type.Null()], { description: 'null for an anonymous connection' })
+export const PresenceMemberSchema = Type.Object({
+  clientId: ClientId,
+  userId: MemberUser,
+  info: Type.Optional(Type.Unknown({ description: 'What `authenticate` returned as `info` (at most 1024 bytes of JSON)' }))
+})
 
 export const ServerFrames = {
   welcome: Type.Object({ type: Type.Literal('welcome'), clientId: ClientId, userId: Type.Optional(UserId), timestamp: Timestamp }),
@@ -98,6 +114,25 @@ export const ServerFrames = {
   echo: Type.Object({ type: Type.Literal('echo'), message: Payload, timestamp: Timestamp }),
   pong: Type.Object({ type: Type.Literal('pong'), id: Type.Optional(MessageId), timestamp: Timestamp }),
   ack: Type.Object({ type: Type.Literal('ack'), id: MessageId, timestamp: Timestamp }),
+  /** This connection now receives the topic: its own `subscribe`, or the server's (facade, REST, `authenticate`). */
+  subscribed: Type.Object({ type: Type.Literal('subscribed'), topic: Topic, timestamp: Timestamp }),
+  /** This connection no longer receives the topic: its own `unsubscribe`, or the server's. */
+  unsubscribed: Type.Object({ type: Type.Literal('unsubscribed'), topic: Topic, timestamp: Timestamp }),
+  /** The answer to a `presence` frame: one page of members, and both counts for the whole cluster. */
+  presence: Type.Object({
+    type: Type.Literal('presence'),
+    topic: Topic,
+    members: Type.Array(PresenceMemberSchema),
+    clients: Type.Integer({ minimum: 0, description: 'Connections in the topic, cluster-wide' }),
+    users: Type.Integer({ minimum: 0, description: 'Distinct users among them; an anonymous connection counts as one' }),
+    cursor: Type.Optional(Type.String({ description: 'Send it back for the next page; absent on the last' })),
+    id: Type.Optional(MessageId),
+    timestamp: Timestamp
+  }),
+  /** A user's first connection subscribed to a `joinLeave` topic, on any instance. */
+  join: Type.Object({ type: Type.Literal('join'), topic: Topic, clientId: ClientId, userId: MemberUser, timestamp: Timestamp }),
+  /** A user's last connection left a `joinLeave` topic: unsubscribed, disconnected, or its instance crashed. */
+  leave: Type.Object({ type: Type.Literal('leave'), topic: Topic, clientId: ClientId, userId: MemberUser, timestamp: Timestamp }),
   error: Type.Object({
     type: Type.Literal('error'),
     code: Type.String(),
@@ -123,7 +158,13 @@ export const ErrorCodes = {
   unsupportedBinary: 'unsupported_binary',
   rateLimited: 'rate_limited',
   tooManyTopics: 'too_many_topics',
-  serviceError: 'service_error'
+  serviceError: 'service_error',
+  /** A topic rule, `authorize`, or `clientBroadcast`/`clientDirect: false` refused the action; nothing changed. */
+  forbidden: 'forbidden',
+  /** The topic's namespace (the text before its first `:`) is not declared in `topics.namespaces`. */
+  unknownNamespace: 'unknown_namespace',
+  /** A `presence` request for a topic whose rules do not set `presence: true`. */
+  presenceOff: 'presence_off'
 } as const
 
 /** Close codes the hub uses. 4000-4999 are application codes (RFC 6455 7.4.2). */

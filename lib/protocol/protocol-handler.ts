@@ -4,7 +4,11 @@ import type { Connection } from '../connections/connection.js'
 import { serializeFrame } from './serialize.js'
 import type { ConnectionManager } from '../connections/connection-manager.js'
 import type { MessageDispatcher } from '../dispatch/message-dispatcher.js'
-import type { TopicInterest } from '../dispatch/topic-interest.js'
+import type { TopicPolicy, Refusal } from '../topics/topic-policy.js'
+import type { Authorizer, Action } from '../topics/authorizer.js'
+import type { Subscriptions } from '../topics/subscriptions.js'
+import type { PresenceTracker } from '../presence/presence-tracker.js'
+import { presenceReply } from '../presence/presence-reply.js'
 import type { WsHub } from '../hub.js'
 import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
 import { takeMessageToken } from '../connections/rate-limit.js'
@@ -22,6 +26,7 @@ import {
   type ClientFrame,
   type DirectFrame,
   type OutgoingFrame,
+  type PresenceFrame,
   type PublishFrame,
   type SubscribeFrame,
   type UnsubscribeFrame
@@ -30,7 +35,14 @@ import {
 export interface ProtocolHandlerOptions {
   connections: ConnectionManager
   dispatcher: MessageDispatcher
-  interest: TopicInterest
+  subscriptions: Subscriptions
+  presence: PresenceTracker
+  policy: TopicPolicy
+  authorizer: Authorizer
+  /** false: a client's broadcast is refused with `forbidden`. */
+  clientBroadcast: boolean
+  /** false: a client's direct is refused with `forbidden`. */
+  clientDirect: boolean
   hub: WsHub
   service: HubService
   echo: boolean
@@ -40,6 +52,9 @@ export interface ProtocolHandlerOptions {
   maxTopicsPerConnection: number
   log: FastifyBaseLogger
 }
+
+const BROADCAST_OFF: Refusal = { code: ErrorCodes.forbidden, message: 'clients may not broadcast on this server' }
+const DIRECT_OFF: Refusal = { code: ErrorCodes.forbidden, message: 'clients may not send direct messages on this server' }
 
 export type MessageId = string | number
 
@@ -56,7 +71,12 @@ export class ProtocolHandler {
   readonly counters: InboundCounters = { messagesIn: 0, errorsSent: 0, serviceErrors: 0, rateLimited: 0, floodCloses: 0 }
   readonly #connections: ConnectionManager
   readonly #dispatcher: MessageDispatcher
-  readonly #interest: TopicInterest
+  readonly #subscriptions: Subscriptions
+  readonly #presence: PresenceTracker
+  readonly #policy: TopicPolicy
+  readonly #authorizer: Authorizer
+  readonly #broadcastRefusal: Refusal | null
+  readonly #directRefusal: Refusal | null
   readonly #hub: WsHub
   readonly #service: HubService
   readonly #echo: boolean
@@ -69,7 +89,12 @@ export class ProtocolHandler {
   constructor (options: ProtocolHandlerOptions) {
     this.#connections = options.connections
     this.#dispatcher = options.dispatcher
-    this.#interest = options.interest
+    this.#subscriptions = options.subscriptions
+    this.#presence = options.presence
+    this.#policy = options.policy
+    this.#authorizer = options.authorizer
+    this.#broadcastRefusal = options.clientBroadcast ? null : BROADCAST_OFF
+    this.#directRefusal = options.clientDirect ? null : DIRECT_OFF
     this.#hub = options.hub
     this.#service = options.service
     this.#echo = options.echo
@@ -169,6 +194,8 @@ export class ProtocolHandler {
         return false
       case 'broadcast': {
         const frame = message as BroadcastFrame
+        const permit = this.#permit(connection, this.#broadcastRefusal, 'broadcast', undefined, frame.id)
+        if (permit !== true && !(await permit)) return false
         this.#maybeEcho(connection, frame.message)
         // The ack reflects local delivery: the other instances are reached in
         // the background, and a failure there is counted and logged, never
@@ -182,6 +209,8 @@ export class ProtocolHandler {
           this.#error(connection, ErrorCodes.invalidMessage, 'direct needs exactly one of target (a client id) or user (a user id)', frame.id)
           return false
         }
+        const permit = this.#permit(connection, this.#directRefusal, 'direct', undefined, frame.id)
+        if (permit !== true && !(await permit)) return false
         this.#maybeEcho(connection, frame.message)
         const target: Target = frame.target !== undefined ? { kind: 'client', id: frame.target } : { kind: 'user', userId: frame.user ?? '' }
         const out = withSender(connection, { type: 'direct', message: frame.message })
@@ -209,25 +238,44 @@ export class ProtocolHandler {
       }
       case 'subscribe': {
         const topic = (message as SubscribeFrame).topic
-        if (!connection.topics.has(topic) && connection.topics.size >= this.#maxTopics) {
+        const permit = this.#permit(connection, this.#policy.subscribeRefusal(connection, topic), 'subscribe', topic, message.id)
+        if (permit !== true && !(await permit)) return false
+        // Answered with `subscribed`, then acked, once the transport
+        // confirmed this instance's interest, so a publish made on any
+        // instance after either reaches the client. A broker that is down
+        // refuses at once, and a hung Redis is dropped by the connection
+        // watchdog, which rejects the SUBSCRIBE: the answer is then late by
+        // at most the stall detection time, never held until the broker
+        // returns (the interest is restored then).
+        if (!(await this.#subscriptions.add(connection, topic))) {
           this.#error(connection, ErrorCodes.tooManyTopics, `at most ${this.#maxTopics} topics per connection`, message.id)
           return false
         }
-        this.#connections.subscribe(connection, topic)
-        // Acked once the transport confirmed this instance's interest, so a
-        // publish made on any instance after the ack reaches the client. A
-        // broker that is down refuses at once, and a hung Redis is dropped
-        // by the connection watchdog, which rejects the SUBSCRIBE: the ack
-        // is then late by at most the stall detection time, never held
-        // until the broker returns (the interest is restored then).
-        await this.#interest.ready(topic)
+        // On a presence topic the ack also means listed everywhere.
+        await this.#presence.settled(connection, topic)
         return true
       }
+      case 'presence': {
+        const frame = message as PresenceFrame
+        // Who may subscribe may see who is there; authorize may say more.
+        const permit = this.#permit(connection, this.#policy.subscribeRefusal(connection, frame.topic), 'presence', frame.topic, frame.id)
+        if (permit !== true && !(await permit)) return false
+        // The page is the answer and carries the id: no separate ack.
+        this.#reply(connection, await presenceReply(this.#presence, connection, frame))
+        return false
+      }
       case 'unsubscribe':
-        this.#connections.unsubscribe(connection, (message as UnsubscribeFrame).topic)
+        await this.#subscriptions.remove(connection, (message as UnsubscribeFrame).topic)
         return true
       case 'publish': {
         const frame = message as PublishFrame
+        const permit = this.#permit(connection, this.#policy.publishRefusal(connection, frame.topic, connection.topics.has(frame.topic)), 'publish', frame.topic, frame.id)
+        if (permit !== true && !(await permit)) return false
+        const invalid = this.#policy.invalidMessage(frame.topic, frame.message)
+        if (invalid !== null) {
+          this.#error(connection, ErrorCodes.invalidMessage, invalid, frame.id)
+          return false
+        }
         this.#maybeEcho(connection, frame.message)
         // Acked after local delivery, as a broadcast is.
         this.#dispatcher.dispatch(
@@ -257,6 +305,24 @@ export class ProtocolHandler {
     this.counters.serviceErrors++
     this.#log.error({ err, clientId: connection.id, type: message.type }, 'ws-hub: message handler failed')
     this.#error(connection, ErrorCodes.serviceError, 'the server could not handle this message', message.id)
+  }
+
+  /**
+   * A rule's refusal (computed by the caller), else `authorize`'s answer;
+   * a refusal is answered here. `true` synchronously when nothing needs
+   * awaiting, so an allowed frame keeps its place in the client's order.
+   */
+  #permit (connection: Connection, refusal: Refusal | null, action: Action, topic: string | undefined, id: MessageId | undefined): boolean | Promise<boolean> {
+    if (refusal !== null) {
+      this.#error(connection, refusal.code, refusal.message, id)
+      return false
+    }
+    const allowed = this.#authorizer.allows(connection, action, topic)
+    if (allowed === true) return true
+    return allowed.then((ok) => {
+      if (!ok) this.#error(connection, ErrorCodes.forbidden, `not authorized to ${action}${topic === undefined ? '' : ` ${topic}`}`, id)
+      return ok
+    })
   }
 
   #maybeEcho (connection: Connection, message: unknown): void {

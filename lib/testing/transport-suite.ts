@@ -212,6 +212,8 @@ export function transportSuite (t: TapLike, name: string, factory: TransportFact
       [{ type: 'close', origin: a.id, target: { kind: 'client', id: 'c1' }, code: 4001, reason: 'kicked ✓', sentAt: SENT_AT }, [b.id]],
       [{ type: 'close', origin: a.id, target: { kind: 'user', userId: 'u1' }, code: 1008, reason: '', sentAt: 0 }, undefined],
       [{ type: 'query', origin: a.id, requestId: 'r1', clientIds: ['c1', 'c2'], sentAt: SENT_AT }, [b.id]],
+      [{ type: 'subscribe', origin: a.id, target: { kind: 'user', userId: 'ü' }, topic: 'chat:room-1', sentAt: SENT_AT }, [b.id]],
+      [{ type: 'unsubscribe', origin: a.id, target: { kind: 'client', id: 'c1' }, topic: 'news', sentAt: SENT_AT }, undefined],
       [{ type: 'query', origin: a.id, requestId: 'r2', clientIds: [], sentAt: SENT_AT + 1 }, undefined],
       [{
         type: 'reply',

@@ -293,6 +293,8 @@ function describe (envelope: Envelope): string {
     case 'close': return `a close envelope for ${describeTarget(envelope.target)}`
     case 'query': return `query ${envelope.requestId}`
     case 'reply': return `the reply to ${envelope.requestId}`
+    case 'subscribe':
+    case 'unsubscribe': return `${envelope.type} of ${describeTarget(envelope.target)} to topic ${envelope.topic}`
   }
 }
 
