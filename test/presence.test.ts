@@ -123,6 +123,21 @@ t.test('join and leave are per user: a second tab is silent, the last tab to go 
   t.ok(await watcher.nothingBefore('join'))
 })
 
+t.test('joinLeave: \'connection\' announces every connection, a second tab included', async (t) => {
+  const hub = await build(t, { authenticate, topics: { namespaces: { room: { joinLeave: 'connection' } } } })
+  const watcher = await as(hub.wsUrl, 'watcher')
+  await subscribe(watcher, 'room:1', 1)
+  await watcher.next('join')
+  const tab1 = await as(hub.wsUrl, 'alice')
+  const tab2 = await as(hub.wsUrl, 'alice')
+  await subscribe(tab1, 'room:1', 2)
+  t.match(await watcher.next('join'), { clientId: tab1.clientId, userId: 'alice' })
+  await subscribe(tab2, 'room:1', 3)
+  t.match(await watcher.next('join'), { clientId: tab2.clientId, userId: 'alice' }, 'the second tab is its own join')
+  tab1.close()
+  t.match(await watcher.next('leave'), { clientId: tab1.clientId, userId: 'alice' }, 'and its own leave, though alice is still there')
+})
+
 t.test('REST: the presence page and the stats, behind rest.auth, and rest.disable names them', async (t) => {
   const hub = await build(t, { authenticate, topics, rest: { auth: (request) => request.headers['x-key'] === 'k' } })
   const alice = await as(hub.wsUrl, 'alice')

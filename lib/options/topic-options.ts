@@ -23,7 +23,12 @@ export const TopicRulesSchema = Type.Object({
   /** `subscribers`: only clients subscribed to the topic; `none`: only the server (facade, REST). */
   publish: withDefault(Type.Enum(PUBLISH_RULES), 'all'),
   presence: withDefault(Type.Boolean(), false),
-  joinLeave: withDefault(Type.Boolean(), false),
+  /**
+   * `true` (or `'user'`): a user joins with its first connection to the
+   * topic, on any instance, and leaves with its last. `'connection'`: every
+   * connection joins and leaves on its own (a second tab is announced too).
+   */
+  joinLeave: withDefault(Type.Union([Type.Boolean(), Type.Literal('user'), Type.Literal('connection')]), false),
   /**
    * A TypeBox (or plain JSON) schema every message published into the
    * topic must match, on every path. Kept by reference: TypeBox schemas

@@ -11,7 +11,7 @@ export interface TopicRuleView {
   readonly subscribe: TopicRules['subscribe']
   readonly publish: TopicRules['publish']
   readonly presence: boolean
-  readonly joinLeave: boolean
+  readonly joinLeave: boolean | 'user' | 'connection'
 }
 
 /** Why a client's action was refused: the wire code and what to tell it. */
