@@ -3,8 +3,10 @@ import { closeSocket } from './close-socket.js'
 import { Emitter } from './emitter.js'
 import { ClientErrorCodes, HubClientError } from './errors.js'
 import { routeMessage, type FrameSink } from './frame-router.js'
+import { Keepalive } from './keepalive.js'
 import { CLIENT_DEFAULTS, duration, platformWebSocket, type HubClientOptions } from './options.js'
 import { PendingRequests, type Reply } from './pending-requests.js'
+import { SubscribedTopics } from './subscribed-topics.js'
 import type {
   AckFrame,
   BroadcastFrame,
@@ -17,7 +19,6 @@ import type {
   PresenceReplyFrame,
   PresenceRequestFrame,
   PublishFrame,
-  ResubscribeFailure,
   ServerFrameMap,
   SubscribeFrame,
   UnsubscribeFrame,
@@ -74,19 +75,13 @@ export class HubClient {
   readonly #token: HubClientOptions['token']
   readonly #backoff: BackoffOptions | false
   readonly #noReconnect: ReadonlySet<number>
-  readonly #pingIntervalMs: number
-  readonly #pongTimeoutMs: number
+  readonly #keepalive: Keepalive
   readonly #ackTimeoutMs: number
   readonly #openTimeoutMs: number
   readonly #WebSocket: WebSocketConstructor | undefined
   readonly #events = new Emitter()
   readonly #pending = new PendingRequests()
-  /**
-   * Subscribed topics, by who asked: the client's own are subscribed again
-   * after a reconnect; the server's end with the connection (the server
-   * tells the new one what it holds, with `subscribed` frames).
-   */
-  readonly #topics = new Map<string, 'client' | 'server'>()
+  readonly #topics = new SubscribedTopics()
   #waiters: Waiter[] = []
   #socket: WebSocketLike | null = null
   #state: HubClientState = 'closed'
@@ -99,8 +94,6 @@ export class HubClient {
   #stopped = true
   #openTimer: Timer | undefined
   #retryTimer: Timer | undefined
-  #pingTimer: ReturnType<typeof setInterval> | undefined
-  #pingInFlight = false
   /** Bumped by every attempt and by close(), so an attempt that awaited can tell it is stale. */
   #generation = 0
 
@@ -109,10 +102,7 @@ export class HubClient {
     welcome: (frame) => this.#onWelcome(frame),
     settle: (frame) => this.#pending.settle(frame),
     refuse: (frame) => this.#pending.refuse(frame),
-    subscription: (frame) => {
-      if (frame.type === 'unsubscribed') this.#topics.delete(frame.topic)
-      else if (!this.#topics.has(frame.topic)) this.#topics.set(frame.topic, 'server')
-    },
+    subscription: (frame) => this.#topics.apply(frame),
     emit: (type, payload) => this.#events.emit(type, payload)
   }
 
@@ -131,8 +121,9 @@ export class HubClient {
     this.#token = options.token
     this.#backoff = options.reconnect === false ? false : normalizeBackoff(options.reconnect ?? {})
     this.#noReconnect = new Set(options.noReconnectCodes ?? CLIENT_DEFAULTS.noReconnectCodes)
-    this.#pingIntervalMs = duration(options.pingIntervalMs, CLIENT_DEFAULTS.pingIntervalMs, 'pingIntervalMs', 0)
-    this.#pongTimeoutMs = duration(options.pongTimeoutMs, CLIENT_DEFAULTS.pongTimeoutMs, 'pongTimeoutMs', 1)
+    const pingIntervalMs = duration(options.pingIntervalMs, CLIENT_DEFAULTS.pingIntervalMs, 'pingIntervalMs', 0)
+    const pongTimeoutMs = duration(options.pongTimeoutMs, CLIENT_DEFAULTS.pongTimeoutMs, 'pongTimeoutMs', 1)
+    this.#keepalive = new Keepalive(pingIntervalMs, async () => this.#request({ type: 'ping' }, 'pong', pongTimeoutMs), (reason) => this.#drop(reason))
     this.#ackTimeoutMs = duration(options.ackTimeoutMs, CLIENT_DEFAULTS.ackTimeoutMs, 'ackTimeoutMs', 1)
     this.#openTimeoutMs = duration(options.openTimeoutMs, CLIENT_DEFAULTS.openTimeoutMs, 'openTimeoutMs', 1)
     this.#WebSocket = options.WebSocket
@@ -149,7 +140,7 @@ export class HubClient {
    * after every reconnect) or by the server (`subscribed` frames; for the
    * current connection only).
    */
-  get topics (): string[] { return [...this.#topics.keys()] }
+  get topics (): string[] { return this.#topics.names() }
 
   /**
    * Opens the connection and resolves with the client id of the first
@@ -219,7 +210,7 @@ export class HubClient {
   async subscribe (topic: string): Promise<AckFrame> {
     const frame: SubscribeFrame = { type: 'subscribe', topic }
     const ack = await this.#request(frame, 'ack', this.#ackTimeoutMs)
-    this.#topics.set(topic, 'client')
+    this.#topics.add(topic)
     return ack
   }
 
@@ -315,43 +306,19 @@ export class HubClient {
     const reconnected = this.#welcomed
     this.#welcomed = true
     this.#setState('open')
-    this.#startPings()
+    this.#keepalive.start(() => this.#socket === socket)
     // Subscriptions are sent before anything the application sends after
     // 'open', and 'open' waits for their acks.
-    const topics = [...this.#topics].filter(([, by]) => by === 'client').map(([topic]) => topic)
+    const topics = this.#topics.own()
     Promise.allSettled(topics.map(async (topic) => this.#request({ type: 'subscribe', topic }, 'ack', this.#ackTimeoutMs))).then((results) => {
+      // A connection dropped meanwhile: its results are stale, and the next welcome resubscribes.
       if (this.#socket !== socket || this.#state !== 'open') return
-      const failures: ResubscribeFailure[] = []
-      results.forEach((result, index) => {
-        const topic = topics[index] as string
-        if (result.status === 'fulfilled') return
-        const error = result.reason instanceof Error ? result.reason : new Error(String(result.reason))
-        failures.push({ topic, error })
-        // The server refused it: stop asking. A lost connection is retried with the next welcome.
-        if (error instanceof HubClientError && error.frame !== undefined) this.#topics.delete(topic)
-      })
+      const failures = this.#topics.failures(topics, results)
       this.#events.emit('open', { clientId: frame.clientId, userId: frame.userId, reconnected, resubscribeFailures: failures })
       const waiters = this.#waiters
       this.#waiters = []
       for (const waiter of waiters) waiter.resolve(frame.clientId)
     }, noop)
-  }
-
-  #startPings (): void {
-    if (this.#pingIntervalMs === 0) return
-    const socket = this.#socket
-    this.#pingInFlight = false
-    this.#pingTimer = setInterval(() => {
-      if (this.#pingInFlight || this.#socket !== socket) return
-      this.#pingInFlight = true
-      this.#request({ type: 'ping' }, 'pong', this.#pongTimeoutMs).then(() => {
-        this.#pingInFlight = false
-      }, (err: unknown) => {
-        this.#pingInFlight = false
-        if (this.#socket !== socket) return
-        if (err instanceof HubClientError && err.code === ClientErrorCodes.pongTimeout) this.#drop(err.message)
-      })
-    }, this.#pingIntervalMs)
   }
 
   /**
@@ -373,8 +340,7 @@ export class HubClient {
 
   #onGone (code: number, reason: string): void {
     this.#detach()
-    // The server's subscriptions were this connection's; the next one is told its own.
-    for (const [topic, by] of this.#topics) if (by === 'server') this.#topics.delete(topic)
+    this.#topics.dropServerTopics()
     const retry = !this.#stopped && this.#backoff !== false && !this.#noReconnect.has(code)
     this.#pending.rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
     this.#events.emit('close', { code, reason, willReconnect: retry })
@@ -404,7 +370,7 @@ export class HubClient {
     this.#clientId = undefined
     this.#userId = undefined
     clearTimeout(this.#openTimer)
-    clearInterval(this.#pingTimer)
+    this.#keepalive.stop()
   }
 
   #fail (error: HubClientError): void {

@@ -1,6 +1,6 @@
-/** What the Kafka transport asks of the cluster itself: a client, its topic, and its group's removal. */
+/** What the Kafka transport asks of the cluster itself: its clients, its topic, and its group's removal. */
 import type { FastifyBaseLogger } from 'fastify'
-import { Kafka, logLevel, type LogEntry } from 'kafkajs'
+import { Kafka, logLevel, Partitioners, type Consumer, type LogEntry, type Producer } from 'kafkajs'
 import type { KafkaConfig } from './kafka-options.js'
 import { CLOSE_STEP_MS, settle, withTimeout } from './kafka-timeouts.js'
 
@@ -34,6 +34,38 @@ export function createKafka (config: KafkaConfig, log: FastifyBaseLogger, quiet:
     retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RETRY_MAX_MS },
     logLevel: logLevel.WARN,
     logCreator: () => write
+  })
+}
+
+/** The transport's producer; publish order and timeouts are KafkaPublisher's. */
+export function createProducer (kafka: Kafka): Producer {
+  return kafka.producer({
+    // We create the topic ourselves, with the partitions and replication we
+    // chose; a typo'd topic must not appear with broker defaults.
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    // Few, short retries: they ride out a leader change, and the publish
+    // still settles within publishTimeoutMs plus a few hundred ms.
+    retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 }
+  })
+}
+
+/** The consumer of one instance's own group, the group's only member. */
+export function createConsumer (kafka: Kafka, groupId: string, config: KafkaConfig): Consumer {
+  return kafka.consumer({
+    groupId,
+    // One member per group: the timeouts only bound how long a crashed
+    // instance holds its partitions and how long a restart's join takes.
+    sessionTimeout: 10_000,
+    rebalanceTimeout: 10_000,
+    heartbeatInterval: 3_000,
+    maxWaitTimeInMs: config.maxWaitTimeInMs,
+    minBytes: 1,
+    allowAutoTopicCreation: false,
+    // restartOnFailure false: every crash comes to the transport, which
+    // restarts with its own backoff (ConsumerRestarts) whether kafkajs
+    // thought it retriable or not.
+    retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RETRY_MAX_MS, restartOnFailure: async () => false }
   })
 }
 

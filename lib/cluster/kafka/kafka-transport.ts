@@ -1,13 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
-import {
-  Partitioners,
-  type Consumer,
-  type ConsumerCrashEvent,
-  type ConsumerGroupJoinEvent,
-  type EachBatchPayload,
-  type Kafka,
-  type KafkaMessage,
-  type Producer
+import type {
+  Consumer,
+  ConsumerCrashEvent,
+  ConsumerGroupJoinEvent,
+  EachBatchPayload,
+  Kafka,
+  KafkaMessage,
+  Producer
 } from 'kafkajs'
 import { TransportError } from '../../errors.js'
 import { DEFAULT_MAX_ENVELOPE_AGE_MS, decodeEnvelope, type Envelope } from '../envelope.js'
@@ -15,7 +14,9 @@ import type { EnvelopeHandler, Transport, TransportContext, TransportState } fro
 import { normalizeKafkaOptions, type KafkaConfig } from './kafka-options.js'
 import { KafkaPublisher, MAX_REQUEST_RECORDS, type PublishCounters } from './kafka-publisher.js'
 import { addressedTo, header, ID_HEADER, RecentIds, TO_HEADER } from './kafka-records.js'
-import { createKafka, deleteGroup, prepareTopic, RETRY_MAX_MS } from './kafka-cluster.js'
+import { createConsumer, createKafka, createProducer, deleteGroup, prepareTopic } from './kafka-cluster.js'
+import { PartitionPositions } from './kafka-positions.js'
+import { ConsumerRestarts } from './kafka-restarts.js'
 import { asError, CLOSE_STEP_MS, message, settle, withTimeout } from './kafka-timeouts.js'
 export { KAFKA_DEFAULTS } from './kafka-options.js'
 
@@ -27,10 +28,6 @@ export type KafkaTransportOptions = Parameters<typeof normalizeKafkaOptions>[0]
 // maxWaitTimeInMs, so silence this long means Kafka is unreachable.
 const STALL_MS = 5_000
 const CHECK_INTERVAL_MS = 250
-
-// Our own consumer restarts (kafkajs is told never to restart by itself, so
-// retriable and fatal crashes take one path). Reset after every group join.
-const RESTART_BASE_MS = 250
 
 export interface KafkaTransportCounters extends PublishCounters {
   /** Envelopes handed to the handler. */
@@ -80,8 +77,7 @@ export class KafkaTransport implements Transport {
   #consumer: Consumer | null = null
   /** Topics whose deliver envelopes this instance hands over. */
   readonly #topics = new Set<string>()
-  /** Next offset to deliver, per partition; where a rejoining consumer seeks. */
-  readonly #position = new Map<number, bigint>()
+  readonly #positions = new PartitionPositions()
   readonly #seen = new RecentIds(2 * MAX_REQUEST_RECORDS)
 
   #running = false
@@ -93,9 +89,7 @@ export class KafkaTransport implements Transport {
   #crashError = ''
   #reported: TransportState = 'down'
   #checkTimer: NodeJS.Timeout | null = null
-  #restartTimer: NodeJS.Timeout | null = null
-  #restarting: Promise<void> | null = null
-  #restartAttempts = 0
+  readonly #restarts: ConsumerRestarts
   #groupJoined = false
   #opening: Promise<void> | null = null
   #startWaiter: { partitions: Set<number>, resolve: () => void, reject: (err: Error) => void } | null = null
@@ -104,6 +98,7 @@ export class KafkaTransport implements Transport {
     this.#config = normalizeKafkaOptions(options)
     this.#log = log
     this.#kafka = createKafka(this.#config, log, () => this.#running && this.#reported === 'down')
+    this.#restarts = new ConsumerRestarts(async () => this.#restart(), log)
   }
 
   async start (instanceId: string, handler: EnvelopeHandler, context?: TransportContext): Promise<void> {
@@ -137,20 +132,12 @@ export class KafkaTransport implements Transport {
   }
 
   async #open (): Promise<void> {
-    const { topic, maxWaitTimeInMs } = this.#config
+    const { topic } = this.#config
     const ends = await prepareTopic(this.#kafka, this.#config, this.#log)
-    for (const [partition, offset] of ends) this.#position.set(partition, offset)
+    this.#positions.startAt(ends)
     this.#throwIfClosing()
 
-    const producer = this.#kafka.producer({
-      // We create the topic ourselves, with the partitions and replication we
-      // chose; a typo'd topic must not appear with broker defaults.
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      // Few, short retries: they ride out a leader change, and the publish
-      // still settles within publishTimeoutMs plus a few hundred ms.
-      retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 }
-    })
+    const producer = createProducer(this.#kafka)
     this.#producer = producer
     await producer.connect()
     this.#throwIfClosing()
@@ -163,20 +150,7 @@ export class KafkaTransport implements Transport {
       }
     }, this.#log)
 
-    const consumer = this.#kafka.consumer({
-      groupId: this.#groupId,
-      // One member per group: the timeouts only bound how long a crashed
-      // instance holds its partitions and how long a restart's join takes.
-      sessionTimeout: 10_000,
-      rebalanceTimeout: 10_000,
-      heartbeatInterval: 3_000,
-      maxWaitTimeInMs,
-      minBytes: 1,
-      allowAutoTopicCreation: false,
-      // restartOnFailure false: every crash comes to #onCrash, which restarts
-      // with our own backoff whether kafkajs thought it retriable or not.
-      retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RETRY_MAX_MS, restartOnFailure: async () => false }
-    })
+    const consumer = createConsumer(this.#kafka, this.#groupId, this.#config)
     this.#consumer = consumer
     consumer.on(consumer.events.GROUP_JOIN, (event) => this.#onJoin(event))
     consumer.on(consumer.events.CRASH, (event) => this.#onCrash(event))
@@ -214,12 +188,8 @@ export class KafkaTransport implements Transport {
     if (consumer === null || this.#closing !== null) return
     const { topic } = this.#config
     const assigned = event.payload.memberAssignment[topic] ?? []
-    // Queued before the first fetch of this generation, which applies it; on
-    // a rejoin it returns to the last delivered record, not the last commit.
-    for (const partition of assigned) {
-      const offset = this.#position.get(partition)
-      if (offset !== undefined) consumer.seek({ topic, partition, offset: offset.toString() })
-    }
+    // On a rejoin this returns to the last delivered record, not the last commit.
+    this.#positions.seek(consumer, topic, assigned)
     const waiter = this.#startWaiter
     if (waiter !== null) {
       // A zombie member of a reused instance id can hold partitions until its
@@ -231,7 +201,7 @@ export class KafkaTransport implements Transport {
     this.#joined = true
     this.#groupJoined = true
     this.#crashError = ''
-    this.#restartAttempts = 0
+    this.#restarts.joined()
     this.#lastFetchAt = Date.now()
     this.#refresh()
   }
@@ -246,18 +216,7 @@ export class KafkaTransport implements Transport {
     this.#crashError = error.message
     if (this.#closing !== null) return
     this.#refresh()
-    const delay = Math.min(RETRY_MAX_MS, RESTART_BASE_MS * 2 ** this.#restartAttempts)
-    this.#restartAttempts++
-    // The first failure is news; the retries of a long outage are not.
-    const level = this.#restartAttempts === 1 ? 'warn' : 'debug'
-    this.#log[level]({ err: error, groupId: this.#groupId, attempt: this.#restartAttempts, restartInMs: delay }, 'ws-hub: kafka consumer stopped; restarting it')
-    if (this.#restartTimer !== null) clearTimeout(this.#restartTimer)
-    this.#restartTimer = setTimeout(() => {
-      this.#restartTimer = null
-      this.#restarting = this.#restart().finally(() => { this.#restarting = null })
-    }, delay)
-    // Nothing to restart for if the rest of the process is done.
-    this.#restartTimer.unref()
+    this.#restarts.schedule(error, this.#groupId)
   }
 
   async #restart (): Promise<void> {
@@ -284,13 +243,10 @@ export class KafkaTransport implements Transport {
   }
 
   #receive (partition: number, record: KafkaMessage): void {
-    const offset = BigInt(record.offset)
-    const next = this.#position.get(partition)
-    if (next !== undefined && offset < next) {
+    if (!this.#positions.advance(partition, record.offset)) {
       this.counters.duplicates++
       return
     }
-    this.#position.set(partition, offset + 1n)
 
     // Cheap checks first: most records in a busy cluster are not for us.
     if (record.key !== null && record.key.toString() === this.#instanceId) return
@@ -378,9 +334,8 @@ export class KafkaTransport implements Transport {
     const wasRunning = this.#running
     this.#running = false
     if (this.#checkTimer !== null) clearInterval(this.#checkTimer)
-    if (this.#restartTimer !== null) clearTimeout(this.#restartTimer)
     this.#checkTimer = null
-    this.#restartTimer = null
+    this.#restarts.stop()
     const waiter = this.#startWaiter
     this.#startWaiter = null
     waiter?.reject(new TransportError('kafka transport: closed before start() finished'))
@@ -389,7 +344,8 @@ export class KafkaTransport implements Transport {
     // it opened. Its error goes to start()'s caller, so it is not logged here.
     if (this.#opening !== null) await withTimeout(this.#opening, CLOSE_STEP_MS, 'start').catch(() => {})
     // A restart in flight would otherwise reconnect after we disconnect.
-    if (this.#restarting !== null) await settle(this.#restarting, CLOSE_STEP_MS, 'consumer restart', log)
+    const restarting = this.#restarts.inFlight
+    if (restarting !== null) await settle(restarting, CLOSE_STEP_MS, 'consumer restart', log)
     // Disconnecting leaves the group, so it is empty and can be deleted.
     if (this.#consumer !== null) await settle(this.#consumer.disconnect(), CLOSE_STEP_MS, 'consumer disconnect', log)
     // Queued publishes were never sent; the request in flight gets until the

@@ -1,13 +1,14 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import type { DirectoryEntry } from '../directory.js'
 import type { Eviction, EvictionHandler } from '../limiter.js'
 import type { RedisRegistryOptions } from '../../options/backend-options.js'
 import { ClusterStateError, OptionsError } from '../../errors.js'
 import { RECONNECT_MAX_MS, checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
 import { keyLayout, type KeyLayout } from './keys.js'
+import { clearLocalState, emptyLocalState, snapshot, type KnownLimits, type LocalState } from './local-state.js'
 import { describeDetail, parseEviction, toCode } from './replies.js'
 import { INSTANCES, LEASE_LOST, LEAVE, REFRESH, SYNC, defineScripts, runScript, type Script, type ScriptContext } from './scripts.js'
+import { SessionHealth } from './session-health.js'
 import { BACKEND_DEFAULTS, MIN_LEASE_MS } from '../../options/backend-options.js'
 
 /** Default for `keyPrefix`, from the option's schema. */
@@ -15,36 +16,13 @@ export const DEFAULT_KEY_PREFIX = BACKEND_DEFAULTS.redisRegistry.keyPrefix
 /** Default for `leaseMs`, from the option's schema. */
 export const DEFAULT_LEASE_MS = BACKEND_DEFAULTS.redisRegistry.leaseMs
 export { MIN_LEASE_MS }
+export { takeOne, type KnownLimits, type LocalState } from './local-state.js'
 
 export interface WriteHooks {
   /** Runs once the write is sure to be sent after any repair, before it is sent. */
   before?: () => void
   /** Runs with the script's reply, before anything else can observe this instance's state. */
   after?: (code: number) => void
-}
-
-/** This instance's own slots and connections: what Redis is repaired from. */
-export interface LocalState {
-  readonly ips: Map<string, number>
-  readonly users: Map<string, number>
-  readonly entries: Map<string, DirectoryEntry>
-  /** "<topic> <clientId>" -> [topic, clientId, user key, member JSON]: this instance's presence members. */
-  readonly presence: Map<string, [string, string, string, string]>
-}
-
-/** The limits the hub last reserved with; what a restore checks the local state against. */
-export interface KnownLimits {
-  perIp?: number
-  total?: number
-  perUser?: number
-}
-
-/** Takes one from a count, deleting the key at zero; false when none was held. */
-export function takeOne (counts: Map<string, number>, key: string): boolean {
-  const held = counts.get(key) ?? 0
-  if (held <= 1) counts.delete(key)
-  else counts.set(key, held - 1)
-  return held > 0
 }
 
 // Waiting on a repair only orders writes after it; its failure is reported
@@ -95,19 +73,18 @@ export class RedisSession {
   /** What every script runs with: the keys, and this instance's renewal period and stall grace. */
   readonly context: ScriptContext
   readonly leaseMs: number
-  readonly local: LocalState = { ips: new Map(), users: new Map(), entries: new Map(), presence: new Map() }
+  readonly local: LocalState = emptyLocalState()
   /** Set by the limiter on every reservation. */
   readonly limits: KnownLimits = {}
   readonly log: FastifyBaseLogger
   readonly #source: RedisSource
+  readonly #health: SessionHealth
   #connecting: Promise<Redis> | null = null
   #closing: Promise<void> | null = null
   #instanceId: string | null = null
   #left = false
   #timer: NodeJS.Timeout | null = null
   #ticking = false
-  #healthy: boolean | null = null
-  #lastError: unknown = undefined
   #dirty = false
   #inflight = 0
   #drained: (() => void) | null = null
@@ -125,6 +102,7 @@ export class RedisSession {
     // The grace covers a reconnect after the stall and the renewal that follows it.
     this.context = { keys: this.keys, periodMs: Math.floor(leaseMs / 3), graceMs: leaseMs + RECONNECT_MAX_MS }
     this.log = log
+    this.#health = new SessionHealth(log, leaseMs)
   }
 
   /** Who closes the connections a restore found over the limits; one handler, a later one replaces it. */
@@ -139,7 +117,7 @@ export class RedisSession {
 
   /** False from a dropped connection or a failed renewal until Redis answers again (before the first connect: true). */
   get healthy (): boolean {
-    return this.#healthy !== false
+    return this.#health.healthy
   }
 
   /** The joined instance, for operations that need one. */
@@ -176,10 +154,7 @@ export class RedisSession {
       // stays unsent; one already sent reaches Redis before LEAVE does.
       this.#left = true
       this.#stopTimer()
-      this.local.ips.clear()
-      this.local.users.clear()
-      this.local.entries.clear()
-      this.local.presence.clear()
+      clearLocalState(this.local)
       this.#dirty = false
     }
     const client = await this.connection()
@@ -232,10 +207,10 @@ export class RedisSession {
   async #open (): Promise<Redis> {
     const client = openConnection(this.#source, `ws-hub:cluster-state:${this.#instanceId ?? 'unjoined'}`)
     defineScripts(client)
-    client.on('error', (err: unknown) => { this.#lastError = err })
-    client.on('close', () => this.#health(false, undefined))
+    client.on('error', (err: unknown) => { this.#health.noteError(err) })
+    client.on('close', () => this.#reachable(false, undefined))
     client.on('ready', () => {
-      this.#health(true, undefined)
+      this.#reachable(true, undefined)
       // Renew (or repair, if writes failed while it was away) now rather than
       // at the next tick: after a stall the lease may have little time left.
       this.#kick()
@@ -311,18 +286,12 @@ export class RedisSession {
     if (this.#inflight > 0) await new Promise<void>((resolve) => { this.#drained = resolve })
     const id = this.#instanceId
     if (id === null || this.#left || this.#closing !== null) return
-    const { ips, users, entries, presence } = this.local
-    const snapshot = JSON.stringify({
-      ips: Object.fromEntries(ips),
-      users: Object.fromEntries(users),
-      conns: [...entries.values()].map((entry) => JSON.stringify(entry)),
-      presence: [...presence.values()],
-      limits: this.limits
-    })
+    const { ips, users, entries } = this.local
+    const state = snapshot(this.local, this.limits)
     this.#dirty = false
     let reply: unknown
     try {
-      reply = await runScript(client, SYNC, this.context, [id, this.leaseMs, snapshot])
+      reply = await runScript(client, SYNC, this.context, [id, this.leaseMs, state])
     } catch (err) {
       this.#dirty = true
       throw new ClusterStateError(`Redis cluster state: could not restore instance ${id} (${ips.size} IPs, ${users.size} users, ${entries.size} connections) in ${describeSource(this.#source)}`, { cause: err })
@@ -374,32 +343,23 @@ export class RedisSession {
       if (!this.#dirty) {
         const client = await this.connection()
         if (toCode(await runScript(client, REFRESH, this.context, [id, this.leaseMs])) === 1) {
-          this.#health(true, undefined)
+          this.#reachable(true, undefined)
           return
         }
         this.log.warn({ instanceId: id, leaseMs: this.leaseMs },
           'ws-hub: this instance\'s lease in the Redis cluster state had lapsed (Redis restarted or was unreachable, or the process stalled); restoring its slots and connections')
       }
       await this.repair()
-      this.#health(true, undefined)
+      this.#reachable(true, undefined)
     } catch (err) {
-      this.#health(false, err)
+      this.#reachable(false, err)
     } finally {
       this.#ticking = false
     }
   }
 
-  /** Logs each change of reachability once: warn with the cause, info on recovery. */
-  #health (healthy: boolean, err: unknown): void {
-    if (this.#closing !== null || healthy === this.#healthy) return
-    const first = this.#healthy === null
-    this.#healthy = healthy
-    if (healthy) {
-      this.#lastError = undefined
-      if (!first) this.log.info({ instanceId: this.#instanceId }, 'ws-hub: Redis cluster state reachable again')
-      return
-    }
-    this.log.warn({ err: err ?? this.#lastError ?? new ClusterStateError('connection to Redis closed'), instanceId: this.#instanceId, leaseMs: this.leaseMs },
-      'ws-hub: Redis cluster state unreachable; handshakes fail until it answers, then this instance\'s slots and connections are restored there')
+  /** Reports reachability to the health log; after close(), a dropped connection is expected and not news. */
+  #reachable (healthy: boolean, err: unknown): void {
+    if (this.#closing === null) this.#health.report(healthy, err, this.#instanceId)
   }
 }
