@@ -141,7 +141,7 @@ function answerSubscribe (socket: ServerSide, frame: Frame, extra: Record<string
   socket.send({ type: 'ack', id: frame.id })
 }
 
-/** Connects, subscribes to user:42 at offset 0 of `epoch`, and receives 1..n. */
+/** Connects, subscribes to user:42 at offset 0 of `epoch`, and receives 1..n (none for 0). */
 async function seen (s: Setup, n: number, epoch = 'e1'): Promise<void> {
   const server = s.servers[0] as FakeServer
   server.handler = (socket, frame) => {
@@ -149,6 +149,7 @@ async function seen (s: Setup, n: number, epoch = 'e1'): Promise<void> {
   }
   await s.hub.connect()
   await s.hub.subscribe('user:42')
+  if (n === 0) return
   const arrived = new Promise<void>((resolve) => {
     const off = s.hub.on('publish', (frame) => { if (frame.offset === n) { off(); resolve() } })
   })
@@ -217,6 +218,16 @@ t.test('a new epoch: reset with it, and its low offsets are new, not duplicates'
   server.last.send(pub(8, 'e3'))
   await s.logged('publish 8@e3')
   t.same(s.log.slice(7), ['reset user:42 0@e3', 'publish 1@e3', 'reset user:42 7@e3', 'publish 8@e3'])
+})
+
+t.test('the first publication into an idle topic (offset 1 of a new epoch after offset 0) continues, no reset', async (t) => {
+  const s = setup(t, ['ws://a.test/ws'])
+  await seen(s, 0, 'empty-at-t0')
+  const [server] = s.servers as [FakeServer]
+  server.last.send(pub(1, 'head-t1'))
+  server.last.send(pub(2, 'head-t1'))
+  await s.logged('publish 2@head-t1')
+  t.same(s.log, ['publish 1@head-t1', 'publish 2@head-t1'])
 })
 
 t.test('positions survive a reconnect to another instance (another URL)', async (t) => {

@@ -47,7 +47,7 @@ export class StreamPositions {
     if (typeof offset !== 'number' || typeof epoch !== 'string') return true
     const last = this.#positions.get(topic)
     if (last !== undefined && last.epoch === epoch && offset <= last.offset) return false
-    if (last !== undefined && last.epoch !== epoch) {
+    if (last !== undefined && last.epoch !== epoch && !continues(last, offset)) {
       // The stream was lost and started again, and this publication is the
       // first news of it: what came between is gone, so the app reloads,
       // and this publication (the new stream's) follows.
@@ -78,7 +78,7 @@ export class StreamPositions {
     // No `since` was sent: a first subscribe, or the server subscribed this
     // connection itself (it cannot know what the client saw). Publications
     // missed since the last one seen cannot be replayed, so say so.
-    if (last === undefined) this.#positions.set(topic, { offset, epoch })
+    if (last === undefined || (last.offset === 0 && offset === 0)) this.#positions.set(topic, { offset, epoch })
     else if (last.epoch !== epoch || last.offset < offset) this.reset(topic, { offset, epoch })
   }
 
@@ -104,4 +104,13 @@ export class StreamPositions {
   disconnected (): void {
     this.#recovering.clear()
   }
+}
+
+/**
+ * An idle topic keeps no stream, so its position is offset 0 of an epoch
+ * meaning "empty at that moment", and its first publication starts a new
+ * epoch at offset 1: that is a continuation, not a lost stream.
+ */
+function continues (last: StreamPosition, offset: number): boolean {
+  return last.offset === 0 && offset === 1
 }
