@@ -26,7 +26,7 @@ export const REST_ROUTE_NAMES = [
   'listConnections', 'getConnection', 'closeConnection', 'broadcast', 'sendToConnection',
   'publish', 'sendToUser', 'closeUser', 'stats',
   'subscribeConnection', 'unsubscribeConnection', 'subscribeUser', 'unsubscribeUser',
-  'presence', 'presenceStats'
+  'presence', 'presenceStats', 'history'
 ] as const
 export type RestRouteName = typeof REST_ROUTE_NAMES[number]
 
