@@ -147,6 +147,21 @@ function kafkaTests (): void {
     }
   })
 
+  // Instances starting together race to create a missing topic; the loser
+  // used to fail start() on TOPIC_ALREADY_EXISTS or on a leader not yet
+  // elected (seen as a hub process that exited before it was ready).
+  t.test('regression: instances starting together on a topic that does not exist yet all start', async (t) => {
+    for (let round = 0; round < 3; round++) {
+      const fresh = `${topic}-race-${round}`
+      const instances = await Promise.all(Array.from({ length: 4 }, async () => started(t, { topic: fresh, partitions: 2 })))
+      await instances[0]?.transport.publish(all(instances[0].id, round))
+      for (const other of instances.slice(1)) {
+        await until(() => other.inbox.received.length === 1, 10_000, 'the publish to arrive')
+        t.same(other.inbox.numbers, [round], `round ${round}: every instance started and receives`)
+      }
+    }
+  })
+
   t.test('a new instance does not receive what was published before it started', async (t) => {
     const a = await started(t)
     const witness = await started(t)

@@ -8,9 +8,10 @@ import type { DirectoryEntry } from '../lib/cluster/directory.js'
 import { ClusterStateError, HubErrorCodes } from '../lib/errors.js'
 import { eventually, type ClusterStateFactory } from '../lib/testing/cluster-state-factory.js'
 import { directorySuite } from '../lib/testing/directory-suite.js'
+import { clusterStates, type ClusterStates } from './helpers/cluster-states.js'
 import { limiterSuite } from '../lib/testing/limiter-suite.js'
 import {
-  LEVEL, PrivateRedis, deleteKeysUnder, freePort, keysUnder, plainClient, recordingLogger, needsRedisServer, redisUrl, uniquePrefix
+  LEVEL, PrivateRedis, freePort, keysUnder, plainClient, recordingLogger, needsRedisServer, redisUrl
 } from './helpers/redis-server.js'
 
 const url = redisUrl(t)
@@ -25,43 +26,13 @@ const WORKER_TIMEOUT_MS = 30_000
 // Short enough for the crash tests to be quick, long enough for renewals on a busy machine.
 const CRASH_LEASE_MS = 300
 
-interface JoinOptions { leaseMs?: number | undefined, url?: string, client?: Redis, log?: typeof quiet }
-
-interface Cluster {
-  prefix: string
-  admin: Redis
-  join: (instanceId: string, options?: JoinOptions) => Promise<RedisClusterState>
-}
-
-/**
- * Cluster states on one fresh prefix. One teardown closes them, deletes every
- * key under the prefix and closes the admin client, in that order.
- */
-function cluster (t: { teardown: (fn: () => unknown) => void }, redisUrl: string): Cluster {
-  const prefix = uniquePrefix('cluster-state')
-  const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
-  const states: RedisClusterState[] = []
-  t.teardown(async () => {
-    await Promise.all(states.map(async (state) => state.close()))
-    await deleteKeysUnder(admin, prefix)
-    await admin.quit()
-  })
-  return {
-    prefix,
-    admin,
-    join: async (instanceId, options = {}) => {
-      const source = options.client === undefined ? { url: options.url ?? redisUrl } : { client: options.client }
-      const state = new RedisClusterState({ type: 'redis', ...source, keyPrefix: prefix, leaseMs: options.leaseMs ?? 15_000 }, options.log ?? quiet)
-      states.push(state)
-      await state.directory.join(instanceId)
-      return state
-    }
-  }
+function cluster (t: { teardown: (fn: () => unknown) => void }, redisUrl: string): ClusterStates {
+  return clusterStates(t, redisUrl, 'cluster-state', quiet)
 }
 
 function suiteFactory (redisUrl: string, client?: Redis): ClusterStateFactory {
   // Where each state's lease lives, for `lapse`.
-  const homes = new WeakMap<object, Cluster>()
+  const homes = new WeakMap<object, ClusterStates>()
   return {
     cluster: async (t) => {
       const home = cluster(t, redisUrl)

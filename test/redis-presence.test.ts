@@ -3,38 +3,23 @@ import { Redis } from 'ioredis'
 import { RedisClusterState } from '../lib/cluster/redis/redis-cluster-state.js'
 import { eventually, type ClusterStateFactory } from '../lib/testing/cluster-state-factory.js'
 import { presenceSuite } from '../lib/testing/presence-suite.js'
-import { deleteKeysUnder, keysUnder, recordingLogger, redisUrl, uniquePrefix } from './helpers/redis-server.js'
+import { clusterStates } from './helpers/cluster-states.js'
+import { deleteKeysUnder, keysUnder, recordingLogger, redisUrl } from './helpers/redis-server.js'
 
 const url = redisUrl(t)
 const { log: quiet } = recordingLogger()
 const CRASH_LEASE_MS = 300
 
+/** Cluster states on one fresh prefix; the teardown closes them and deletes every key under it. */
 interface Home {
   prefix: string
   admin: Redis
   join: (instanceId: string, leaseMs?: number) => Promise<RedisClusterState>
 }
 
-/** Cluster states on one fresh prefix; the teardown closes them and deletes every key under it. */
 function home (t: { teardown: (fn: () => unknown) => void }, redisUrl: string): Home {
-  const prefix = uniquePrefix('presence')
-  const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
-  const states: RedisClusterState[] = []
-  t.teardown(async () => {
-    await Promise.all(states.map(async (state) => state.close()))
-    await deleteKeysUnder(admin, prefix)
-    await admin.quit()
-  })
-  return {
-    prefix,
-    admin,
-    join: async (instanceId, leaseMs = 15_000) => {
-      const state = new RedisClusterState({ type: 'redis', url: redisUrl, keyPrefix: prefix, leaseMs }, quiet)
-      states.push(state)
-      await state.directory.join(instanceId)
-      return state
-    }
-  }
+  const states = clusterStates(t, redisUrl, 'presence', quiet)
+  return { prefix: states.prefix, admin: states.admin, join: async (instanceId, leaseMs) => states.join(instanceId, { leaseMs }) }
 }
 
 function suiteFactory (redisUrl: string): ClusterStateFactory {

@@ -94,8 +94,11 @@ export function expectedFrame (payload: Buffer): Buffer {
   return Buffer.concat([header, payload])
 }
 
-/** A ws server on loopback with one raw client; returns the server's socket for it. */
-export async function pair (t: Tap): Promise<{ server: WebSocket, client: RawClient }> {
+/**
+ * A ws server on loopback, closed (its sockets terminated) when the test
+ * ends, and the promise of the first server socket it accepts.
+ */
+export async function loopbackServer (t: Tap): Promise<{ port: number, accepted: Promise<WebSocket> }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
   t.teardown(() => new Promise<void>((resolve) => {
     for (const socket of wss.clients) socket.terminate()
@@ -104,7 +107,18 @@ export async function pair (t: Tap): Promise<{ server: WebSocket, client: RawCli
   await once(wss, 'listening')
   const address = wss.address()
   if (address === null || typeof address === 'string') throw new Error('no port')
-  const accepted = once(wss, 'connection')
+  const accepted = once(wss, 'connection').then(([socket]) => {
+    const server = socket as WebSocket
+    server.on('error', () => {})
+    return server
+  })
+  return { port: address.port, accepted }
+}
+
+/** A ws server on loopback with one raw client; returns the server's socket for it. */
+export async function pair (t: Tap): Promise<{ server: WebSocket, client: RawClient }> {
+  const { port, accepted } = await loopbackServer(t)
+  const address = { port }
   const socket = connect(address.port, '127.0.0.1')
   t.teardown(() => socket.destroy())
   await once(socket, 'connect')
@@ -118,7 +132,5 @@ export async function pair (t: Tap): Promise<{ server: WebSocket, client: RawCli
     '', ''
   ].join('\r\n'))
   const client = new RawClient(socket)
-  const [server] = await accepted as [WebSocket]
-  server.on('error', () => {})
-  return { server, client }
+  return { server: await accepted, client }
 }

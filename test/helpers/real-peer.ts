@@ -1,6 +1,6 @@
 import { once } from 'node:events'
-import { WebSocket, WebSocketServer } from 'ws'
-import type { Tap } from './raw-client.js'
+import { WebSocket } from 'ws'
+import { loopbackServer, type Tap } from './raw-client.js'
 
 /** The client end of a server socket the manager writes to. */
 export interface Peer {
@@ -19,16 +19,8 @@ export interface Peer {
 
 /** A real ws server socket on loopback, with a real ws client reading it. */
 export async function realPeer (t: Tap): Promise<Peer> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
-  t.teardown(() => new Promise<void>((resolve) => {
-    for (const socket of wss.clients) socket.terminate()
-    wss.close(() => resolve())
-  }))
-  await once(wss, 'listening')
-  const address = wss.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  const accepted = once(wss, 'connection')
-  const client = new WebSocket(`ws://127.0.0.1:${address.port}/`, { perMessageDeflate: false })
+  const { port, accepted } = await loopbackServer(t)
+  const client = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false })
   t.teardown(() => client.terminate())
   const received: string[] = []
   let wake: () => void = () => {}
@@ -37,8 +29,7 @@ export async function realPeer (t: Tap): Promise<Peer> {
     wake()
   })
   const closed = new Promise<number>((resolve) => client.once('close', (code: number) => resolve(code)))
-  const [server] = await accepted as [WebSocket]
-  server.on('error', () => {})
+  const server = await accepted
   await once(client, 'open')
   return {
     socket: server,

@@ -82,14 +82,51 @@ export async function prepareTopic (kafka: Kafka, config: KafkaConfig, log: Fast
     // listTopics, not fetchTopicMetadata: asking for a missing topic's
     // metadata auto-creates it on clusters that allow that.
     if (!(await admin.listTopics()).includes(topic)) {
-      // false (not an error) when another instance created it first.
-      await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor }] })
+      try {
+        await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor }] })
+      } catch (err) {
+        // Instances starting together race to create it; the loser's
+        // request fails with TOPIC_ALREADY_EXISTS, which is success here.
+        if (!hasType(err, 'TOPIC_ALREADY_EXISTS')) throw err
+      }
     }
-    const offsets = await admin.fetchTopicOffsets(topic)
+    // A topic just created (by us or by a racing instance, whose
+    // waitForLeaders we did not share) may not have elected its leaders
+    // yet: NOT_LEADER / LEADER_NOT_AVAILABLE are worth a few retries. The
+    // caller's start deadline bounds the whole.
+    const offsets = await retryWhile(async () => admin.fetchTopicOffsets(topic), isRetriable)
     return new Map(offsets.map(({ partition, high }) => [partition, BigInt(high)]))
   } finally {
     await settle(admin.disconnect(), CLOSE_STEP_MS, 'admin disconnect', log)
   }
+}
+
+const LEADER_RETRIES = 20
+const LEADER_RETRY_MS = 250
+
+async function retryWhile<T> (work: () => Promise<T>, retriable: (err: unknown) => boolean): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work()
+    } catch (err) {
+      if (attempt >= LEADER_RETRIES || !retriable(err)) throw err
+      await new Promise((resolve) => setTimeout(resolve, LEADER_RETRY_MS))
+    }
+  }
+}
+
+/** kafkajs protocol errors carry `type` and `retriable`; aggregate ones list theirs in `errors`. */
+function hasType (err: unknown, type: string): boolean {
+  if (err === null || typeof err !== 'object') return false
+  const e = err as { type?: unknown, errors?: unknown }
+  if (e.type === type) return true
+  return Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every((inner) => hasType(inner, type))
+}
+
+function isRetriable (err: unknown): boolean {
+  if (err === null || typeof err !== 'object') return false
+  const e = err as { retriable?: unknown, type?: unknown }
+  return e.retriable === true || e.type === 'NOT_LEADER_FOR_PARTITION' || e.type === 'LEADER_NOT_AVAILABLE' || e.type === 'UNKNOWN_TOPIC_OR_PARTITION'
 }
 
 /** Best effort: a group left behind expires with offsets.retention.minutes. */
