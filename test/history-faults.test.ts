@@ -94,7 +94,10 @@ if (url !== null) {
     const firstNew = after.findIndex((f) => f.type === 'publish' && positionOf(f)?.epoch === fresh.epoch)
     t.ok(resetAt !== -1 && resetAt < firstNew, `the connected subscriber was told to reset before the new epoch's first publication (reset at ${resetAt}, first at ${firstNew})`)
     t.match(after[resetAt], { epoch: fresh.epoch }, 'with the new epoch')
-    assertStream(t, 'connected subscriber, new epoch', seenBy(staying, TOPIC).filter((s) => s.epoch === fresh.epoch), publisher, 1, 25)
+    // The reset's offset is where the client stands once it reloaded its state: the publications after it follow.
+    const resetOffset = positionOf(after[resetAt])?.offset ?? NaN
+    t.comment(`reset frame: ${JSON.stringify(after[resetAt])}`)
+    assertStream(t, 'connected subscriber, new epoch after the reset', seenBy(staying, TOPIC).filter((s) => s.epoch === fresh.epoch), publisher, resetOffset + 1, 25)
 
     // A raw client recovering from the old epoch: recovered: false, the
     // current position, nothing from history. Its old offset (20) is below

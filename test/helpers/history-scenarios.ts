@@ -81,12 +81,14 @@ export function assertStream (t: Tap, who: string, seen: Seen[], publisher: Publ
 export async function lostSubscriber (t: Tap, [a, b, c]: HubProcess[], lose: 'terminate' | 'kill'): Promise<void> {
   if (a === undefined || b === undefined || c === undefined) throw new Error('three hubs')
   const raw = await subscriber(t, a.wsUrl)
-  t.match(positionOf(firstOf(raw, 'subscribed')), { offset: 0 })
+  const answered = positionOf(firstOf(raw, 'subscribed'))
+  t.match(answered, { offset: 0 }, 'a subscribe to a fresh history topic answers offset 0')
   const board = new Switchboard(a.wsUrl)
   const app = await hubClient(t, board)
 
   const publisher = new Publisher(b.url, TOPIC)
   t.teardown(() => publisher.stop())
+  const startedAt = Date.now()
   publisher.pace(500)
   await until(() => seenBy(raw, TOPIC).length >= 500, 15_000, 'a second of the stream on a')
 
@@ -104,24 +106,33 @@ export async function lostSubscriber (t: Tap, [a, b, c]: HubProcess[], lose: 'te
   await sleep(1000)
   const back = await subscriber(t, c.wsUrl, { offset: lastBefore.offset, epoch: lastBefore.epoch })
   t.match(firstOf(back, 'subscribed'), { topic: TOPIC, recovered: true, epoch: lastBefore.epoch }, 'the raw client recovered on c')
+  // "since: { offset: current } misses nothing": the answer to the first subscribe, before any publication, recovers the whole stream.
+  const fromZero = await subscriber(t, c.wsUrl, answered ?? undefined)
+  t.match(firstOf(fromZero, 'subscribed'), { topic: TOPIC, recovered: true, epoch: lastBefore.epoch }, 'a raw client with since: the first answer (offset 0) recovered on c')
 
   await until(() => publisher.sent >= 2000, 20_000, 'the rest of the stream')
   await publisher.stop()
   t.same(publisher.failures, [], 'every publish answered with its position')
   const last = publisher.last.offset
-  t.comment(`${publisher.sent} published, last offset ${last}; the raw client had ${before.length} before the loss`)
+  t.comment(`${publisher.sent} published in ${Date.now() - startedAt} ms, last offset ${last}; the raw client had ${before.length} before the loss`)
   await until(() => highestOf(seenBy(back, TOPIC)) >= last, 30_000, `the raw client to reach offset ${last}`)
   await until(() => highestOf(app.seen) >= last, 30_000, `the HubClient to reach offset ${last}`)
+  await until(() => highestOf(seenBy(fromZero, TOPIC)) >= last, 30_000, `the raw client since offset 0 to reach offset ${last}`)
 
   assertStream(t, 'raw client (since by hand)', [...before, ...seenBy(back, TOPIC)], publisher, 1, last)
   assertStream(t, 'HubClient', app.seen, publisher, 1, last)
+  assertStream(t, 'raw client since offset 0', seenBy(fromZero, TOPIC), publisher, 1, last)
   t.equal(app.recovered.length, 1, 'the HubClient emitted recovered once')
   t.same(app.resets, [], 'and no reset')
 }
 
+/** Publications a second during the outage scenario. */
+const RATE = 200
+
 /**
  * The transport between instances is down for five seconds (`down`, then
- * `up`) while history stays up; `b` publishes at 100 msg/s throughout.
+ * `up`) while history stays up; `b` publishes at 200 msg/s throughout
+ * (a gap of 1000 to 1500 offsets, well within maxRecovery and the kept size).
  * Subscribers on `a` and `c` (whose sockets stay open) miss the envelopes
  * of the outage, notice the gap at the first one after it, and fill it from
  * history: nothing lost or duplicated.
@@ -133,8 +144,8 @@ export async function transportOutage (t: Tap, [a, b, c]: HubProcess[], down: ()
   const app = await hubClient(t, new Switchboard(a.wsUrl))
   const publisher = new Publisher(b.url, TOPIC)
   t.teardown(() => publisher.stop())
-  publisher.pace(100)
-  await until(() => seenBy(onA, TOPIC).length >= 100 && seenBy(onC, TOPIC).length >= 100, 15_000, 'the stream on a and c')
+  publisher.pace(RATE)
+  await until(() => seenBy(onA, TOPIC).length >= RATE && seenBy(onC, TOPIC).length >= RATE, 15_000, 'the stream on a and c')
 
   await down()
   const sentAtDown = publisher.sent
@@ -148,7 +159,7 @@ export async function transportOutage (t: Tap, [a, b, c]: HubProcess[], down: ()
   // Three more seconds of stream after the transport is back: the first
   // envelope that crosses shows the receivers their gap.
   const sentAtUp = publisher.sent
-  await until(() => publisher.sent >= sentAtUp + 300, 20_000, 'the stream after the outage')
+  await until(() => publisher.sent >= sentAtUp + 3 * RATE, 20_000, 'the stream after the outage')
   await publisher.stop()
   const last = publisher.last.offset
   t.comment(`${publisher.sent} published, last offset ${last}, ${publisher.failures.length} publishes answered without a position`)
