@@ -235,7 +235,11 @@ export class TopicStream {
     const highest = Math.max(...this.#pending.keys())
     const need = highest - this.last
     const since = this.last
-    const result = need > MAX_PENDING ? null : await this.#context.history.read(this.topic, { offset: since, epoch }, need, this.#context.retention)
+    // The limit is not `need`: publishing goes on while the read is under
+    // way, and a store asked for exactly `need` refuses once its head has
+    // moved past them. Whatever it returns beyond the gap is delivered now
+    // and dropped as a duplicate when its envelope arrives.
+    const result = need > MAX_PENDING ? null : await this.#context.history.read(this.topic, { offset: since, epoch }, MAX_PENDING, this.#context.retention)
     if (this.#dropped || this.last !== since) return
     if (result !== null && result.ok) {
       for (const publication of result.publications) {
