@@ -13,6 +13,7 @@ import wsHub, { redactedRequestSerializer, type TopicsOption } from 'fastify-ws-
 import { readConfig, type Env } from './config.js'
 import { API_KEY_HEADER } from './api-key.js'
 import { demoService, registerTicker } from './demo-service.js'
+import { demoIdentity, INBOX_HISTORY, USER_NAMESPACE } from './notifications.js'
 
 // The example lives in the library's repository and imports it by name, so
 // its package.json is the root of the checkout (or of the Docker image):
@@ -29,6 +30,8 @@ export const CLIENT_PREFIX = '/client/'
  * `default`) is the ticker's: only the server publishes there, and what it
  * publishes must be a tick, so no browser can push fake prices. `chat:*`
  * rooms are open to anyone who subscribed, with presence and join/leave.
+ * `user:<id>` is a user's inbox (notifications.ts): its owner subscribes,
+ * the server publishes, and history lets a device that was away catch up.
  * Any other namespace is refused (`unknown_namespace`).
  */
 export const EXAMPLE_TOPICS: TopicsOption = {
@@ -38,7 +41,8 @@ export const EXAMPLE_TOPICS: TopicsOption = {
     schema: Type.Object({ symbol: Type.String(), price: Type.Number() }, { additionalProperties: false })
   },
   namespaces: {
-    chat: { subscribe: 'all', publish: 'subscribers', presence: true, joinLeave: true }
+    chat: { subscribe: 'all', publish: 'subscribers', presence: true, joinLeave: true },
+    [USER_NAMESPACE]: { subscribe: 'owner', publish: 'none', history: INBOX_HISTORY }
   }
 }
 
@@ -47,8 +51,8 @@ function description (restPrefix: string): string {
     'The REST push API of the fastify-ws-hub example.',
     '',
     'Clients connect with a WebSocket to **`/ws`** and speak JSON frames:',
-    '`broadcast`, `direct`, `subscribe`, `unsubscribe`, `publish`, `ping`, plus this',
-    'example\'s custom `roll` type. The routes below push to those clients from a backend.',
+    '`broadcast`, `direct`, `subscribe`, `unsubscribe`, `publish`, `history`, `ping`, plus this',
+    'example\'s custom `roll` and `notify-me` types. The routes below push to those clients from a backend.',
     '',
     `The WebSocket protocol itself is described by an AsyncAPI 3.0.0 document: [\`${restPrefix}/asyncapi.json\`](${restPrefix}/asyncapi.json).`
   ].join('\n')
@@ -78,7 +82,7 @@ export async function buildExampleApp (env: Env = process.env, server: FastifySe
   await app.register(swaggerUi, { routePrefix: '/docs' })
 
   if (!secured) app.log.warn('example: API_KEY is unset, so the REST push API is open to anyone who can reach it; set API_KEY to protect it')
-  await app.register(wsHub, { ...config.hub, topics: EXAMPLE_TOPICS, service: demoService })
+  await app.register(wsHub, { ...config.hub, topics: EXAMPLE_TOPICS, service: demoService, authenticate: demoIdentity })
   registerTicker(app)
 
   // Only the files present at start are served (no wildcard route), and `/`

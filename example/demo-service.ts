@@ -5,11 +5,14 @@
  * - a custom message type: `{"type":"roll","sides":6}` is answered with
  *   `{"type":"rolled","sides":6,"value":4}` to the sender only;
  * - a price ticker publishing `{symbol, price}` to the `prices` topic once a
- *   second, which any client can `{"type":"subscribe","topic":"prices"}` to.
+ *   second, which any client can `{"type":"subscribe","topic":"prices"}` to;
+ * - `{"type":"notify-me"}`: a notification into the sender's inbox
+ *   (notifications.ts).
  */
 import { randomInt } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { ErrorCodes, HubProtocolError, type ClientFrame, type HubService } from 'fastify-ws-hub'
+import { notifyMe } from './notifications.js'
 
 export const PRICES_TOPIC = 'prices'
 export const TICK_INTERVAL_MS = 1000
@@ -24,10 +27,14 @@ export interface Tick {
 // The hub calls hooks as plain functions, so a service is a plain object
 // whose hooks do not rely on `this`.
 export const demoService: HubService = {
-  async onMessage (message, { reply }) {
+  async onMessage (message, context) {
     if (message.type === 'roll') {
       const sides = sidesOf(message)
-      reply({ type: 'rolled', sides, value: randomInt(1, sides + 1) })
+      context.reply({ type: 'rolled', sides, value: randomInt(1, sides + 1) })
+      return
+    }
+    if (message.type === 'notify-me') {
+      await notifyMe(context)
       return
     }
     // Every type the hub does not know comes here; keep its answer for the

@@ -23,7 +23,9 @@ export const HubErrorCodes = {
   /** A message published into a topic does not match the topic's `schema`. */
   invalidMessage: 'WS_HUB_INVALID_MESSAGE',
   /** A presence listing of a topic whose rules do not set `presence: true`. */
-  presenceOff: 'WS_HUB_PRESENCE_OFF'
+  presenceOff: 'WS_HUB_PRESENCE_OFF',
+  /** A history read of a topic whose rules keep no history. */
+  historyOff: 'WS_HUB_HISTORY_OFF'
 } as const
 
 export type ErrorCode = typeof HubErrorCodes[keyof typeof HubErrorCodes]
@@ -61,6 +63,7 @@ export class HubClosedError extends coded('HubClosedError', HubErrorCodes.closed
 export class InvalidArgumentError extends coded('InvalidArgumentError', HubErrorCodes.invalidArgument) {}
 export class InvalidMessageError extends coded('InvalidMessageError', HubErrorCodes.invalidMessage) {}
 export class PresenceOffError extends coded('PresenceOffError', HubErrorCodes.presenceOff) {}
+export class HistoryOffError extends coded('HistoryOffError', HubErrorCodes.historyOff) {}
 
 /**
  * Throw this from `onMessage` to answer the client with an error frame of

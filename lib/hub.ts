@@ -6,8 +6,11 @@ import type { Directory } from './cluster/directory.js'
 import type { DeliveryReport, MessageDispatcher, PublishCallOptions } from './dispatch/message-dispatcher.js'
 import type { PeerTarget } from './cluster/envelope.js'
 import type { HubStats } from './http/rest-schemas.js'
-import { CloseCodes, ClientId, Topic, UserId, nestsDeeperThan } from './protocol/frames.js'
-import { InvalidArgumentError, InvalidMessageError } from './errors.js'
+import type { Static } from 'typebox'
+import { CloseCodes, ClientId, IdempotencyKey, MAX_HISTORY_LIMIT, ServerFrames, Topic, UserId, nestsDeeperThan } from './protocol/frames.js'
+import { HistoryOffError, InvalidArgumentError, InvalidMessageError } from './errors.js'
+import type { TopicHistory } from './history/topic-history.js'
+import type { StreamPosition } from './cluster/history.js'
 import type { TopicPolicy } from './topics/topic-policy.js'
 import type { Subscriptions } from './topics/subscriptions.js'
 import type { PresenceTracker } from './presence/presence-tracker.js'
@@ -50,6 +53,20 @@ export interface HubEvents {
   disconnect: [ConnectionInfo, DisconnectDetails]
 }
 
+/** A `publish` frame as subscribers receive it. */
+export type PublishedFrame = Static<typeof ServerFrames.publish>
+
+/** A page of a history topic, as `wsHub.history` and REST answer it. */
+export interface HistoryResult {
+  /** `publish` frames, in offset order. */
+  publications: PublishedFrame[]
+  /** The topic's current offset and epoch. */
+  offset: number
+  epoch: string
+  /** false: what came after `since` could not be given (older than kept, another epoch, or more than `limit`). */
+  complete: boolean
+}
+
 export interface HubDeps {
   instanceId: string
   connections: ConnectionManager
@@ -62,12 +79,14 @@ export interface HubDeps {
   policy: TopicPolicy
   subscriptions: Subscriptions
   presence: PresenceTracker
+  history: TopicHistory | null
 }
 
 const DEFAULT_PAGE = 100
 const checkTopic = Compile(Topic)
 const checkClientId = Compile(ClientId)
 const checkUserId = Compile(UserId)
+const checkKey = Compile(IdempotencyKey)
 
 /**
  * `fastify.wsHub`: what an application calls. Sends go through the one
@@ -104,9 +123,16 @@ export class WsHub extends EventEmitter<HubEvents> {
     return this.#deps.dispatcher.sendToUser(userId, message)
   }
 
-  /** `{"type":"publish","from":"server"}` to the topic's subscribers on every instance. */
+  /**
+   * `{"type":"publish","from":"server"}` to the topic's subscribers on every
+   * instance. Into a history topic the report carries its `offset` and
+   * `epoch`; with `idempotencyKey`, a key seen in the topic within
+   * `idempotencyWindowMs` is not published again and answers the first
+   * publish's offset.
+   */
   publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
     this.#checkTopic(topic)
+    if (options.idempotencyKey !== undefined) check(checkKey.Check(options.idempotencyKey), 'idempotencyKey', options.idempotencyKey)
     this.#checkDepth(message)
     const invalid = this.#deps.policy.invalidMessage(topic, message)
     if (invalid !== null) throw new InvalidMessageError(`fastify-ws-hub: ${invalid} (the schema of topic ${topic})`)
@@ -222,6 +248,23 @@ export class WsHub extends EventEmitter<HubEvents> {
       throw new InvalidArgumentError(`fastify-ws-hub: presence limit must be an integer of at least 0 (got ${String(page.limit)})`)
     }
     return await this.#deps.presence.list(topic, page)
+  }
+
+  /**
+   * A history topic's publications after `since` (at most `limit`, default
+   * 100, at most 1000), or without `since` the last `limit` still kept,
+   * with the topic's current position. Throws `HistoryOffError` for a topic
+   * whose rules keep no history; rejects with the store's error when it
+   * cannot answer.
+   */
+  async history (topic: string, page: { since?: StreamPosition, limit?: number } = {}): Promise<HistoryResult> {
+    this.#checkTopic(topic)
+    if (page.limit !== undefined && !(Number.isInteger(page.limit) && page.limit >= 1 && page.limit <= MAX_HISTORY_LIMIT)) {
+      throw new InvalidArgumentError(`fastify-ws-hub: history limit must be an integer from 1 to ${MAX_HISTORY_LIMIT} (got ${String(page.limit)})`)
+    }
+    const read = await this.#deps.history?.read(topic, page.since, page.limit) ?? null
+    if (read === null) throw new HistoryOffError(`fastify-ws-hub: topic ${topic} keeps no history (its rules have no history)`)
+    return { ...read, publications: read.publications.map((text) => JSON.parse(text) as PublishedFrame) }
   }
 
   /** Connections in the whole cluster. */

@@ -24,7 +24,8 @@ import { registerAsyncApiRoute } from './http/asyncapi-route.js'
 import type { HealthReport, HubStats } from './http/rest-schemas.js'
 import { registerWebsocket } from './http/websocket-server.js'
 import { guardUpgrades } from './http/upgrade-guard.js'
-import { createClusterState, createTransport } from './cluster/backends.js'
+import { createClusterState, createHistory, createTransport } from './cluster/backends.js'
+import { TopicHistory } from './history/topic-history.js'
 import { WsHub } from './hub.js'
 import { attachInternals } from './internals.js'
 import { closeAllSockets } from './connections/close-all.js'
@@ -51,6 +52,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   // that can fail, so fastify.close() works after any failed start.
   const cluster = await createClusterState(options.registry, log)
   const transport = await createTransport(options.broker, log)
+  const historyStore = await createHistory(options.history, options.registry, log)
   const { limiter, directory } = cluster.value
   const directoryFailures = new FailureLog(log, 'ws-hub: directory update failed; lookups of this instance\'s clients from other instances may miss until it answers')
   const interest = new TopicInterest(transport.value, new FailureLog(log, 'ws-hub: topic subscription on the transport failed; restored when it reconnects'))
@@ -68,16 +70,26 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
       removed: (connection) => {
         directory.remove(connection.id).catch((err: unknown) => directoryFailures.record(err, { clientId: connection.id, action: 'remove' }))
       },
-      topicOpened: (topic) => interest.opened(topic),
-      topicClosed: (topic) => interest.closed(topic),
       // Declared below; only called once clients subscribe, after start.
-      subscribed: (connection, topic) => presence.subscribed(connection, topic),
-      unsubscribed: (connection, topic) => presence.unsubscribed(connection, topic)
+      topicOpened: (topic) => { interest.opened(topic); history.opened(topic) },
+      topicClosed: (topic) => { interest.closed(topic); history.closed(topic) },
+      subscribed: (connection, topic) => { presence.subscribed(connection, topic); history.joined(connection, topic) },
+      unsubscribed: (connection, topic) => { presence.unsubscribed(connection, topic); history.left(connection, topic) }
     }
   })
   const telemetry = new Telemetry(instanceId, log)
   const policy = new TopicPolicy(options.topics)
-  const subscriptions = new Subscriptions({ connections, interest, policy, maxTopicsPerConnection: options.maxTopicsPerConnection, log })
+  const history = new TopicHistory({
+    history: historyStore.value,
+    retentionOf: (topic) => policy.rulesFor(topic)?.history || null,
+    subscribers: (topic) => connections.subscribers(topic),
+    write: (connection, data) => connections.write(connection, data),
+    ready: async (topic) => { await interest.ready(topic) },
+    maxRecovery: options.maxRecovery,
+    idempotencyWindowMs: options.idempotencyWindowMs,
+    log
+  })
+  const subscriptions = new Subscriptions({ connections, interest, policy, maxTopicsPerConnection: options.maxTopicsPerConnection, log, history })
   const dispatcher = new MessageDispatcher({
     instanceId,
     connections,
@@ -88,6 +100,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     queryTimeoutMs: options.queryTimeoutMs,
     maxEnvelopeAgeMs: options.maxEnvelopeAgeMs,
     subscriptions,
+    history,
     onPublished: (seconds) => telemetry.brokerPublished(seconds)
   })
   // A custom registry without presence: each instance keeps its own members.
@@ -127,7 +140,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     brokerState: transportState(),
     registryState: registryState()
   })
-  const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth, policy, subscriptions, presence })
+  const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth, policy, subscriptions, presence, history })
   protocol = new ProtocolHandler({
     connections,
     dispatcher,
@@ -144,7 +157,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     messageRateLimit: options.messageRateLimit,
     maxJsonDepth: options.maxJsonDepth,
     maxTopicsPerConnection: options.maxTopicsPerConnection,
-    log
+    log,
+    history
   })
   const admission = new Admission({ options, limiter, counters: handshakes, failures: directoryFailures, log })
   let sweeper: NodeJS.Timeout | null = null
@@ -187,14 +201,17 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     })
   }
 
-  // The transport and cluster state close after the sockets (those go in
-  // preClose), in the reverse order they were opened; what the user passed
+  // The transport, history and cluster state close after the sockets (those
+  // go in preClose, and take every topic's ordering state with them), in
+  // the reverse order they were opened: nothing arrives to be ordered once
+  // the transport is closed, so the store goes next. What the user passed
   // in is left open. Each step runs even when an earlier one fails (a
   // backend that is down must not keep the process alive); failures are
   // logged, not thrown.
   fastify.addHook('onClose', async () => {
     const steps: Array<[string, () => Promise<void>]> = [
       ['transport close', async () => { if (transport.value !== null && transport.owned) await transport.value.close() }],
+      ['history close', async () => { if (historyStore.owned) await historyStore.value.close() }],
       ['registry leave', async () => { if (joined) await directory.leave(instanceId) }],
       ['cluster state close', async () => { if (cluster.owned) await cluster.value.close() }]
     ]
@@ -228,7 +245,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
 export const wsHub = fp(wsHubPlugin, { fastify: '5.x', name: 'fastify-ws-hub' })
 export default wsHub
 
-export { WsHub, type HubEvents, type ListPage, type ConnectionPage, type CloseTarget, type CloseOptions, type DisconnectDetails, type SubscriptionTarget } from './hub.js'
+export { WsHub, type HistoryResult, type PublishedFrame, type HubEvents, type ListPage, type ConnectionPage, type CloseTarget, type CloseOptions, type DisconnectDetails, type SubscriptionTarget } from './hub.js'
 export { normalizeOptions, DEFAULTS } from './options/hub-options.js'
 export type {
   WsHubOptions, NormalizedOptions, RestAuth, Identity, Authenticate, Revalidate, RateLimit, RestRouteName,
@@ -238,7 +255,7 @@ export { TopicPolicy, type TopicRuleView, type Refusal } from './topics/topic-po
 export type { BrokerOption, RegistryOption } from './options/backend-options.js'
 export {
   HubError, HubErrorCodes, OptionsError, MissingPackageError, TransportError, ClusterStateError, EnvelopeError,
-  QueryTimeoutError, HubClosedError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HubProtocolError, type ErrorCode
+  QueryTimeoutError, HubClosedError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HistoryOffError, HubProtocolError, type ErrorCode
 } from './errors.js'
 export type { ConnectionInfo } from './connections/connection.js'
 export type { DeliveryReport, PublishCallOptions } from './dispatch/message-dispatcher.js'
@@ -251,6 +268,7 @@ export type { Transport, EnvelopeHandler, TransportState, TransportContext } fro
 export type { Limiter, SlotLimits, ReserveResult } from './cluster/limiter.js'
 export type { Directory, DirectoryEntry, DirectoryPage, Page } from './cluster/directory.js'
 export type { ClusterState } from './cluster/cluster-state.js'
+export type { History, StreamPosition, StoredPublication, HistoryRetention, AppendRequest, AppendResult, ReadResult } from './cluster/history.js'
 export type { Presence, PresenceMember, PresencePage, PresenceQuery, PresenceDeparture, DepartureHandler } from './cluster/presence.js'
 export { MAX_PRESENCE_INFO_BYTES } from './presence/presence-tracker.js'
 export type { Envelope, DeliverEnvelope, CloseEnvelope, QueryEnvelope, ReplyEnvelope, SubscriptionEnvelope, Target, RemoteConnection } from './cluster/envelope.js'

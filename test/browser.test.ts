@@ -142,4 +142,47 @@ if (haveChromium(t)) {
     t.same(dialogs, [], 'no dialog ever opened')
     t.same(pageErrors, [], 'no uncaught error in the pages')
   })
+
+  t.test('notifications: two tabs of one user get each one; a tab cut off catches up on reconnect', async (t) => {
+    const port = await freePort()
+    const app = await startExample(port)
+    t.teardown(() => app.close())
+    const browser = await launchChromium(t)
+    // One context: one localStorage, so one demo user with two "devices".
+    const context = await browser.newContext({ viewport: VIEWPORT })
+    const pageErrors: string[] = []
+    const open = async (): Promise<Page> => {
+      const page = await context.newPage()
+      page.on('pageerror', (err) => pageErrors.push(err.message))
+      await page.goto(`http://127.0.0.1:${port}/`)
+      await waitForStatus(t, page, 'connected')
+      return page
+    }
+    const first = await open()
+    const second = await open()
+    const topic = (await first.locator('#inbox-topic').textContent()) ?? ''
+    t.match(topic, /^user:u-[0-9a-f]{8}$/, 'the page shows its inbox topic')
+    t.equal(await second.locator('#inbox-topic').textContent(), topic, 'both tabs are the same user')
+    const notification = (page: Page, text: string): ReturnType<Page['locator']> => page.locator('#notifications li', { hasText: text })
+    // The subscribe is acked before the ack of the history request; wait until both hold it.
+    await until(async () => (await app.wsHub.list()).connections.filter((c) => c.topics.includes(topic)).length === 2, WAIT_MS, 'both tabs subscribed to the inbox')
+
+    await app.wsHub.publish(topic, { text: 'Your order shipped', at: new Date().toISOString() })
+    for (const page of [first, second]) await notification(page, 'Your order shipped').waitFor({ timeout: WAIT_MS })
+
+    // The first tab's connection is cut (1000: it reconnects) and a
+    // notification is published before it is back.
+    const firstId = await clientIdOf(first)
+    await app.wsHub.close({ clientId: firstId }, { code: 1000, reason: 'test' })
+    await app.wsHub.publish(topic, { text: 'While you were away', at: new Date().toISOString() })
+    await notification(second, 'While you were away').waitFor({ timeout: WAIT_MS })
+    await first.locator('#notifications-status', { hasText: 'Recovered 1 missed notification.' }).waitFor({ timeout: WAIT_MS })
+    await notification(first, 'While you were away').waitFor({ timeout: WAIT_MS })
+    t.not(await clientIdOf(first), firstId, 'a new connection')
+    t.equal(await first.locator('#notifications li').count(), 2, 'each notification shown once')
+
+    await second.click('#notify-me')
+    for (const page of [first, second]) await notification(page, 'You asked for a notification').waitFor({ timeout: WAIT_MS })
+    t.same(pageErrors, [], 'no uncaught error in the pages')
+  })
 }

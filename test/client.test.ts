@@ -198,6 +198,8 @@ t.test('a batch is unwrapped one level; bad entries are invalid frames; a handle
     settle: (frame) => { events.push(['settle()', frame.id]) },
     refuse: (frame) => { events.push(['refuse()', frame.id]) },
     subscription: (frame) => { events.push(['subscription()', frame.topic]) },
+    publication: () => true,
+    reset: (frame) => { events.push(['reset()', frame.topic]) },
     emit: (type, payload) => {
       if (type !== '*') events.push([type, type === 'invalid-frame' ? (payload as { error: string }).error : null])
       if (type === 'stop') live = false

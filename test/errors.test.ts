@@ -1,6 +1,6 @@
 import t from 'tap'
 import {
-  ClusterStateError, EnvelopeError, HubClosedError, HubError, HubErrorCodes, HubProtocolError, InvalidArgumentError, InvalidMessageError, PresenceOffError,
+  ClusterStateError, EnvelopeError, HubClosedError, HubError, HubErrorCodes, HubProtocolError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HistoryOffError,
   MissingPackageError, OptionsError, QueryTimeoutError, TransportError
 } from '../lib/index.js'
 
@@ -15,7 +15,8 @@ t.test('every error kind carries its stable code, its name and its cause', async
     [HubClosedError, HubErrorCodes.closed],
     [InvalidArgumentError, HubErrorCodes.invalidArgument],
     [InvalidMessageError, HubErrorCodes.invalidMessage],
-    [PresenceOffError, HubErrorCodes.presenceOff]
+    [PresenceOffError, HubErrorCodes.presenceOff],
+    [HistoryOffError, HubErrorCodes.historyOff]
   ] as const
   const codes = new Set<string>()
   for (const [Kind, code] of kinds) {

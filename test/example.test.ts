@@ -162,6 +162,39 @@ t.test('prices is server-only: a client publish is refused with forbidden, and a
   t.throws(() => app.wsHub.publish('prices', { symbol: 'ACME' }), { code: 'WS_HUB_INVALID_MESSAGE' })
 })
 
+t.test('notifications: user:<id> is its owner\'s inbox, with history a returning device catches up from', async (t) => {
+  const { wsUrl, url } = await start(t)
+  const laptop = await connect(`${wsUrl}?user=alice`)
+  t.teardown(() => laptop.close())
+  laptop.send({ type: 'subscribe', topic: 'user:bob', id: 1 })
+  t.match(await laptop.next('error'), { code: 'forbidden', id: 1 }, 'only the owner subscribes')
+  laptop.send({ type: 'subscribe', topic: 'user:alice', id: 2 })
+  const subscribed = await laptop.next('subscribed')
+  t.match(subscribed, { topic: 'user:alice', offset: 0, epoch: String })
+  laptop.send({ type: 'publish', topic: 'user:alice', message: { text: 'forged' }, id: 3 })
+  t.match(await laptop.next('error'), { code: 'forbidden', id: 3 }, 'only the server publishes')
+
+  const pushed = await fetch(`${url}/api/topics/user:alice/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ message: { text: 'Your order shipped', at: new Date().toISOString() } })
+  })
+  t.equal(pushed.status, 200)
+  // The inbox was idle: its first publication starts the stream's epoch.
+  const { epoch } = await pushed.json() as { epoch: string }
+  t.match(await laptop.next('publish'), { topic: 'user:alice', from: 'server', message: { text: 'Your order shipped' }, offset: 1, epoch })
+  laptop.send({ type: 'notify-me', id: 4 })
+  t.match(await laptop.next('publish'), { topic: 'user:alice', message: { text: 'You asked for a notification' }, offset: 2, epoch })
+
+  // A phone that saw nothing after offset 0 gets both, then is live.
+  const phone = await connect(`${wsUrl}?user=alice`)
+  t.teardown(() => phone.close())
+  phone.send({ type: 'subscribe', topic: 'user:alice', since: { offset: 0, epoch: subscribed.epoch }, id: 1 })
+  t.match(await phone.next('publish'), { offset: 1, message: { text: 'Your order shipped' } })
+  t.match(await phone.next('publish'), { offset: 2 })
+  t.match(await phone.next('subscribed'), { topic: 'user:alice', offset: 2, epoch, recovered: true })
+})
+
 t.test('prices are a function of the clock, so instances agree', async (t) => {
   t.equal(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_000))
   t.not(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_030), 'and they move')

@@ -252,3 +252,44 @@ t.test('@fastify/websocket registered with a larger maxPayload is refused, namin
   await app.register(websocket)
   await t.rejects(async () => app.register(wsHub, { rest: false }).ready(), /@fastify\/websocket was registered with maxPayload \d+, larger than the hub's maxPayload 65536/)
 })
+
+t.test('history: the store follows the registry unless given, with maxRecovery and idempotencyWindowMs', async (t) => {
+  const memory = normalizeOptions({})
+  t.same(memory.history, { type: 'memory' }, 'memory with a memory registry')
+  t.equal(memory.maxRecovery, 300)
+  t.equal(memory.idempotencyWindowMs, 300_000)
+  t.equal(DEFAULTS.maxRecovery, 300)
+  t.equal(DEFAULTS.idempotencyWindowMs, 300_000)
+  t.same(normalizeOptions({ registry: { type: 'redis', url: 'redis://r', keyPrefix: 'app:' } }).history,
+    { type: 'redis', url: 'redis://r', keyPrefix: 'app:' }, 'the registry\'s Redis and prefix')
+  const client = { duplicate: () => client }
+  const shared = normalizeOptions({ registry: { type: 'redis', client: client as never } }).history
+  t.equal(shared.type === 'redis' && shared.client, client, 'the registry\'s client itself, not a copy')
+  t.same(normalizeOptions({ registry: { type: 'redis', url: 'redis://r' }, history: { type: 'memory' } }).history, { type: 'memory' }, 'given: kept')
+  t.same(normalizeOptions({ history: { type: 'redis', url: 'redis://h' } }).history, { type: 'redis', url: 'redis://h', keyPrefix: 'ws-hub:' })
+  const store = { append: async () => {}, read: async () => {}, position: async () => {}, close: async () => {} }
+  const custom = normalizeOptions({ history: { type: 'custom', history: store as never } }).history
+  t.equal(custom.type === 'custom' && custom.history, store, 'a custom store keeps its identity')
+  t.same(normalizeOptions({ maxRecovery: 50, idempotencyWindowMs: 1_000 }).maxRecovery, 50)
+})
+
+t.test('history: a topic rule, off by default', async (t) => {
+  const o = normalizeOptions({ topics: { namespaces: { user: { subscribe: 'owner', history: { size: 100, ttlMs: 60_000 } }, chat: {} } } })
+  t.same(o.topics?.namespaces?.get('user')?.history, { size: 100, ttlMs: 60_000 })
+  t.equal(o.topics?.namespaces?.get('chat')?.history, false)
+  t.equal(o.topics?.default.history, false)
+})
+
+for (const [name, options, message] of [
+  ['history.type', { history: { type: 'disk' } }, /option "history.type" must be one of memory, redis, custom \(got "disk"\)/],
+  ['history.keyPrefix', { history: { type: 'redis', url: 'redis://h', keyPrefix: 3 } }, /option "history.keyPrefix"/],
+  ['maxRecovery', { maxRecovery: 0 }, /option "maxRecovery"/],
+  ['idempotencyWindowMs', { idempotencyWindowMs: 1.5 }, /option "idempotencyWindowMs"/],
+  ['topics history size', { topics: { default: { history: { size: 0, ttlMs: 1 } } } }, /option "topics.default.history.size" must be an integer of at least 1 \(got 0\)/],
+  ['topics history ttlMs', { topics: { namespaces: { a: { history: { size: 1 } } } } }, /option "topics.namespaces.a.history.ttlMs" is required/],
+  ['topics history true', { topics: { default: { history: true } } }, /option "topics.default.history"/]
+] as const) {
+  t.test(`history: ${name} is checked`, async (t) => {
+    t.throws(() => normalizeOptions(options as never), { message })
+  })
+}

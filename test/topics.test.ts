@@ -44,7 +44,7 @@ t.test('rules compile once; rulesFor gives presence and joinLeave, null for an u
   t.match(open.rulesFor('anything:at-all'), { subscribe: 'all', publish: 'all' }, 'without topics, everything is open')
   t.equal(open.invalidMessage('x', { whatever: true }), null)
   t.throws(() => normalizeOptions({ topics: { namespaces: { chat: { subscribe: 'everyone' as 'all' } } } }), /topics\.namespaces\.chat\.subscribe/)
-  t.throws(() => normalizeOptions({ topics: { default: { history: 10 } as unknown as { subscribe: 'all' } } }), /not a known option/)
+  t.throws(() => normalizeOptions({ topics: { default: { recovery: 10 } as unknown as { subscribe: 'all' } } }), /not a known option/)
 })
 
 t.test('subscribe rules: all, authenticated, owner, none, unknown namespace', async (t) => {

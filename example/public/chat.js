@@ -1,4 +1,4 @@
-/* global document, location */
+/* global document, location, localStorage, crypto, CSS */
 // The chat page's only script. It talks to the hub through the typed client
 // (`fastify-ws-hub/client`, served from /client/), which reconnects with
 // backoff, subscribes again after a reconnect, pings, and settles every
@@ -6,8 +6,14 @@
 // textContent, never as HTML: messages come from other users.
 import { HubClient } from '/client/index.js'
 
-const WS_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
+// The demo's user: picked once and kept, so every tab of this browser is
+// one user with several devices. The example's server takes it as given
+// (a real app authenticates instead).
+const USER_ID = demoUser()
+const INBOX_TOPIC = `user:${USER_ID}`
+const WS_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?user=${encodeURIComponent(USER_ID)}`
 const PRICES_TOPIC = 'prices'
+const INBOX_SHOWN = 20
 const DIE_SIDES = 6
 const MAX_RENDERED = 200
 // Frames with a renderer of their own; any other type is shown as JSON.
@@ -24,8 +30,13 @@ const ui = {
   sendBroadcast: $('send-broadcast'),
   sendDirect: $('send-direct'),
   roll: $('roll'),
-  prices: $('prices').tBodies[0]
+  prices: $('prices').tBodies[0],
+  inboxTopic: $('inbox-topic'),
+  notifications: $('notifications'),
+  notificationsStatus: $('notifications-status'),
+  notifyMe: $('notify-me')
 }
+ui.inboxTopic.textContent = INBOX_TOPIC
 const priceRows = new Map()
 
 const client = new HubClient(WS_URL, {
@@ -52,6 +63,7 @@ client.on('open', ({ clientId, reconnected }) => {
   // The client subscribes its topics again after a reconnect; this covers
   // the first connection and a subscribe that was cut off.
   if (!client.topics.includes(PRICES_TOPIC)) client.subscribe(PRICES_TOPIC).catch(report)
+  if (!client.topics.includes(INBOX_TOPIC)) openInbox().catch(report)
 })
 
 let wasOpen = false
@@ -73,6 +85,7 @@ client.on('direct', (frame) => render('direct', `${frame.from} → you`, text(fr
 client.on('server-broadcast', (frame) => render('server-broadcast', 'server', text(frame.message), frame.timestamp))
 client.on('publish', (frame) => {
   if (frame.topic === PRICES_TOPIC && isTick(frame.message)) showPrice(frame.message)
+  else if (frame.topic === INBOX_TOPIC) showNotification(frame)
   else render('publish', `${frame.from} on ${frame.topic}`, text(frame.message), frame.timestamp)
 })
 client.on('system', (frame) => render('system', 'system', text(frame.message), frame.timestamp))
@@ -122,6 +135,70 @@ ui.sendDirect.addEventListener('click', () => {
 ui.roll.addEventListener('click', () => {
   client.request({ type: 'roll', sides: DIE_SIDES }).catch(report)
 })
+
+ui.notifyMe.addEventListener('click', () => {
+  client.request({ type: 'notify-me' }).catch(report)
+})
+
+// ---- the inbox: a personal topic with history ----
+
+// After a reconnect the client resubscribes with the last offset it saw:
+// what was published meanwhile arrives as publish events first, then
+// 'recovered'; if it was too long ago, 'reset' says so and the panel reloads
+// from the history the server keeps.
+client.on('recovered', ({ topic, count }) => {
+  if (topic === INBOX_TOPIC) setInboxStatus(count === 0 ? 'Up to date after reconnecting.' : `Recovered ${count} missed notification${count === 1 ? '' : 's'}.`)
+})
+client.on('reset', ({ topic }) => {
+  if (topic !== INBOX_TOPIC) return
+  setInboxStatus('Some notifications could not be recovered; reloaded.')
+  loadInbox(true).catch(report)
+})
+
+/** The first subscribe: then the latest kept notifications, shown once each (by offset). */
+async function openInbox () {
+  await client.subscribe(INBOX_TOPIC)
+  await loadInbox(false)
+}
+
+async function loadInbox (replace) {
+  const { publications } = await client.history(INBOX_TOPIC, { limit: INBOX_SHOWN })
+  if (replace) ui.notifications.replaceChildren()
+  for (const publication of publications) showNotification(publication)
+}
+
+function showNotification ({ offset, epoch, message }) {
+  const key = `${epoch}/${offset}`
+  if (ui.notifications.querySelector(`li[data-key="${CSS.escape(key)}"]`) !== null) return
+  const item = document.createElement('li')
+  item.dataset.key = key
+  item.dataset.offset = String(offset)
+  const at = typeof message?.at === 'string' ? new Date(message.at) : new Date()
+  const time = document.createElement('time')
+  time.dateTime = at.toISOString()
+  time.textContent = at.toLocaleTimeString()
+  const content = document.createElement('span')
+  content.textContent = typeof message?.text === 'string' ? message.text : text(message)
+  item.append(time, ' ', content)
+  // Newest first, in offset order whatever the arrival order.
+  const later = [...ui.notifications.children].find((li) => Number(li.dataset.offset) < offset)
+  ui.notifications.insertBefore(item, later ?? null)
+  while (ui.notifications.childElementCount > INBOX_SHOWN) ui.notifications.lastElementChild.remove()
+}
+
+function setInboxStatus (message) {
+  ui.notificationsStatus.textContent = message
+}
+
+function demoUser () {
+  const KEY = 'fastify-ws-hub-demo-user'
+  let id = localStorage.getItem(KEY)
+  if (id === null) {
+    id = `u-${crypto.randomUUID().slice(0, 8)}`
+    localStorage.setItem(KEY, id)
+  }
+  return id
+}
 
 // ---- rendering ----
 
@@ -175,7 +252,7 @@ function setStatus (state) {
 }
 
 function setConnected (connected) {
-  for (const button of [ui.sendBroadcast, ui.sendDirect, ui.roll]) button.disabled = !connected
+  for (const button of [ui.sendBroadcast, ui.sendDirect, ui.roll, ui.notifyMe]) button.disabled = !connected
 }
 
 client.connect().catch(report)

@@ -1,4 +1,4 @@
-import type { BatchFrame, ErrorFrame, InboundFrame, SubscribedFrame, UnsubscribedFrame, WelcomeFrame } from './types.js'
+import type { BatchFrame, ErrorFrame, InboundFrame, PublicationFrame, ResetFrame, SubscribedFrame, UnsubscribedFrame, WelcomeFrame } from './types.js'
 import type { Reply } from './pending-requests.js'
 
 /** Where the router hands what a socket received. */
@@ -8,6 +8,10 @@ export interface FrameSink {
   refuse: (frame: ErrorFrame) => void
   /** The server says this connection's subscriptions changed (its own request, or the server's doing). */
   subscription: (frame: SubscribedFrame | UnsubscribedFrame) => void
+  /** Whether a publication is new to the application; one already seen (same history offset) is not emitted at all. */
+  publication: (frame: PublicationFrame) => boolean
+  /** A history topic could not be kept gapless; the sink emits the `reset` event in place of the frame's own. */
+  reset: (frame: ResetFrame) => void
   /** Events for the application: every frame by its type and as `'*'`, and `'invalid-frame'`. */
   emit: (type: string, payload: unknown) => void
 }
@@ -65,8 +69,16 @@ function route (frame: InboundFrame, sink: FrameSink): void {
     case 'ack':
     case 'pong':
     case 'presence':
+    case 'history':
       sink.settle(frame as Reply)
       break
+    case 'publish':
+      if (!sink.publication(frame as PublicationFrame)) return
+      break
+    case 'reset':
+      sink.reset(frame as ResetFrame)
+      sink.emit('*', frame)
+      return
     case 'error':
       sink.refuse(frame as ErrorFrame)
       break

@@ -1,25 +1,29 @@
 import { backoffDelay, normalizeBackoff, type BackoffOptions } from './backoff.js'
 import { closeSocket } from './close-socket.js'
+import { ConnectWaiters } from './connect-waiters.js'
 import { Emitter } from './emitter.js'
 import { ClientErrorCodes, HubClientError } from './errors.js'
 import { routeMessage, type FrameSink } from './frame-router.js'
 import { Keepalive } from './keepalive.js'
-import { CLIENT_DEFAULTS, duration, platformWebSocket, type HubClientOptions } from './options.js'
+import { CLIENT_DEFAULTS, checkUrls, duration, platformWebSocket, type HubClientOptions } from './options.js'
 import { PendingRequests, type Reply } from './pending-requests.js'
+import { historyFrame, presenceFrame, publishFrame, type HistoryOptions, type PresencePage, type PublishOptions } from './request-frames.js'
+import { StreamPositions } from './stream-positions.js'
 import { SubscribedTopics } from './subscribed-topics.js'
 import type {
   AckFrame,
   BroadcastFrame,
   DirectFrame,
+  HistoryReplyFrame,
   HubClientEvents,
   HubClientState,
   InboundFrame,
   OutgoingClientFrame,
   PongFrame,
   PresenceReplyFrame,
-  PresenceRequestFrame,
-  PublishFrame,
-  ServerFrameMap,
+  PublishAckFrame,
+  ReplyMap,
+  StreamPosition,
   SubscribeFrame,
   UnsubscribeFrame,
   WebSocketConstructor,
@@ -31,11 +35,6 @@ import type {
 const ABNORMAL_CLOSURE = 1006
 
 type Timer = ReturnType<typeof setTimeout>
-
-interface Waiter {
-  resolve: (clientId: string) => void
-  reject: (error: HubClientError) => void
-}
 
 /**
  * A client of the hub's wire protocol, for browsers and Node.
@@ -66,11 +65,16 @@ interface Waiter {
  * subscribes its topics again, except after `close()`, with
  * `reconnect: false`, or after a close code in `noReconnectCodes` (1008 and
  * 4000 by default: the server meant it). A connection whose server stops
- * answering pings is dropped and reported as a 1006 close. In Node, a client
- * that is not closed keeps the process alive, as an open socket would.
+ * answering pings is dropped and reported as a 1006 close. Given several
+ * URLs (instances), each attempt after a close tries the next. In Node, a
+ * client that is not closed keeps the process alive, as an open socket would.
+ * On a history topic, a reconnect replays what was missed (`'recovered'`)
+ * or says it cannot (`'reset'`); see StreamPositions.
  */
 export class HubClient {
-  readonly url: string
+  readonly #urls: readonly string[]
+  /** Index in #urls of the current (or next) attempt. */
+  #urlIndex = 0
   readonly #protocols: readonly string[]
   readonly #token: HubClientOptions['token']
   readonly #backoff: BackoffOptions | false
@@ -82,7 +86,8 @@ export class HubClient {
   readonly #events = new Emitter()
   readonly #pending = new PendingRequests()
   readonly #topics = new SubscribedTopics()
-  #waiters: Waiter[] = []
+  readonly #positions = new StreamPositions((type, payload) => this.#events.emit(type, payload))
+  readonly #waiters = new ConnectWaiters()
   #socket: WebSocketLike | null = null
   #state: HubClientState = 'closed'
   #clientId: string | undefined
@@ -102,21 +107,19 @@ export class HubClient {
     welcome: (frame) => this.#onWelcome(frame),
     settle: (frame) => this.#pending.settle(frame),
     refuse: (frame) => this.#pending.refuse(frame),
-    subscription: (frame) => this.#topics.apply(frame),
+    subscription: (frame) => {
+      this.#topics.apply(frame)
+      if (frame.type === 'unsubscribed') this.#positions.forget(frame.topic)
+      else this.#positions.subscribed(frame)
+    },
+    publication: (frame) => this.#positions.accept(frame),
+    reset: (frame) => this.#positions.reset(frame.topic, frame),
     emit: (type, payload) => this.#events.emit(type, payload)
   }
 
-  constructor (url: string, options: HubClientOptions = {}) {
-    let parsed: URL
-    try {
-      parsed = new URL(url)
-    } catch (err) {
-      throw new TypeError(`HubClient: invalid URL ${JSON.stringify(url)}`, { cause: err })
-    }
-    if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
-      throw new TypeError(`HubClient: the URL must be ws:, wss:, http: or https: (got ${parsed.protocol})`)
-    }
-    this.url = url
+  /** `url`: the hub's WebSocket URL, or several (instances), tried in turn, one per attempt. */
+  constructor (url: string | readonly string[], options: HubClientOptions = {}) {
+    this.#urls = checkUrls(url)
     this.#protocols = Object.freeze([...(options.protocols ?? CLIENT_DEFAULTS.protocols)])
     this.#token = options.token
     this.#backoff = options.reconnect === false ? false : normalizeBackoff(options.reconnect ?? {})
@@ -129,6 +132,8 @@ export class HubClient {
     this.#WebSocket = options.WebSocket
   }
 
+  /** The URL of the current attempt (or of the next, between attempts). */
+  get url (): string { return this.#urls[this.#urlIndex] as string }
   /** 'closed' before `connect()` and after `close()` or a close that is not retried. */
   get state (): HubClientState { return this.#state }
   /** The id from the current connection's `welcome`; undefined while not open. */
@@ -150,7 +155,7 @@ export class HubClient {
    */
   connect (): Promise<string> {
     if (this.#state === 'open' && this.#clientId !== undefined) return Promise.resolve(this.#clientId)
-    const waiting = new Promise<string>((resolve, reject) => { this.#waiters.push({ resolve, reject }) })
+    const waiting = this.#waiters.wait()
     if (this.#state === 'closed') {
       this.#stopped = false
       this.#attempt = 0
@@ -173,7 +178,7 @@ export class HubClient {
     const wasClosed = this.#state === 'closed'
     this.#detach()
     this.#pending.rejectAll(new HubClientError(ClientErrorCodes.closed, 'the client was closed', { closeCode: code }))
-    this.#fail(new HubClientError(ClientErrorCodes.closed, 'the client was closed before it connected', { closeCode: code }))
+    this.#waiters.reject(new HubClientError(ClientErrorCodes.closed, 'the client was closed before it connected', { closeCode: code }))
     if (!wasClosed) {
       this.#events.emit('close', { code, reason, willReconnect: false })
       this.#setState('closed')
@@ -206,10 +211,14 @@ export class HubClient {
     return this.#request(frame, 'ack', this.#ackTimeoutMs)
   }
 
-  /** Resolves once the server has subscribed this connection; the topic is then subscribed again after every reconnect. */
-  async subscribe (topic: string): Promise<AckFrame> {
-    const frame: SubscribeFrame = { type: 'subscribe', topic }
-    const ack = await this.#request(frame, 'ack', this.#ackTimeoutMs)
+  /**
+   * Resolves once the server has subscribed this connection; the topic is
+   * then subscribed again after every reconnect. For a history topic,
+   * `since` (a position the app kept, e.g. across page loads) asks for the
+   * publications after it, as a reconnect does by itself.
+   */
+  async subscribe (topic: string, options: { since?: StreamPosition } = {}): Promise<AckFrame> {
+    const ack = await this.#subscribeNow(topic, options.since)
     this.#topics.add(topic)
     return ack
   }
@@ -217,14 +226,29 @@ export class HubClient {
   /** Forgets the topic at once (a reconnect will not subscribe it again), then tells the server. */
   unsubscribe (topic: string): Promise<AckFrame> {
     this.#topics.delete(topic)
+    this.#positions.forget(topic)
     const frame: UnsubscribeFrame = { type: 'unsubscribe', topic }
     return this.#request(frame, 'ack', this.#ackTimeoutMs)
   }
 
-  /** The topic's subscribers receive `{"type":"publish"}`; the publisher need not be subscribed. */
-  publish (topic: string, message: unknown): Promise<AckFrame> {
-    const frame: PublishFrame = { type: 'publish', topic, message }
-    return this.#request(frame, 'ack', this.#ackTimeoutMs)
+  /** The topic's subscribers receive `{"type":"publish"}`; the publisher need not be subscribed. A retry with the same `idempotencyKey` is not published twice. */
+  publish (topic: string, message: unknown, options: PublishOptions = {}): Promise<PublishAckFrame> {
+    return this.#request(publishFrame(topic, message, options), 'ack', this.#ackTimeoutMs)
+  }
+
+  /**
+   * A history topic's kept publications after `since` (every kept one
+   * without it), oldest first, at most `limit`, and where the topic stands.
+   * They are returned, not emitted, and leave `position()` alone. Rejects
+   * with `history_off` for a topic without history.
+   */
+  history (topic: string, options: HistoryOptions = {}): Promise<HistoryReplyFrame> {
+    return this.#request(historyFrame(topic, options), 'history', this.#ackTimeoutMs)
+  }
+
+  /** Where this client stands in a history topic: the last publication emitted, or the offset it subscribed at. */
+  position (topic: string): StreamPosition | undefined {
+    return this.#positions.get(topic)
   }
 
   /**
@@ -232,11 +256,8 @@ export class HubClient {
    * `clients` and `users` counts; pass `cursor` from the page for the next.
    * Rejects with `presence_off` for a topic without presence.
    */
-  presence (topic: string, page: { limit?: number, cursor?: string } = {}): Promise<PresenceReplyFrame> {
-    const frame: PresenceRequestFrame = { type: 'presence', topic }
-    if (page.limit !== undefined) frame.limit = page.limit
-    if (page.cursor !== undefined) frame.cursor = page.cursor
-    return this.#request(frame, 'presence', this.#ackTimeoutMs)
+  presence (topic: string, page: PresencePage = {}): Promise<PresenceReplyFrame> {
+    return this.#request(presenceFrame(topic, page), 'presence', this.#ackTimeoutMs)
   }
 
   /** An app-level ping; resolves with the `pong`. */
@@ -255,7 +276,20 @@ export class HubClient {
     return frame.type === 'ping' ? this.#request(frame, 'pong', this.#ackTimeoutMs) : this.#request(frame, 'ack', this.#ackTimeoutMs)
   }
 
-  #request<T extends Reply['type']> (frame: OutgoingClientFrame, expect: T, timeoutMs: number): Promise<ServerFrameMap[T]> {
+  /** A subscribe carrying `since` when the client knows where it stands in the topic. */
+  async #subscribeNow (topic: string, since?: StreamPosition): Promise<AckFrame> {
+    const frame: SubscribeFrame = { type: 'subscribe', topic }
+    const position = this.#positions.since(topic, since)
+    if (position !== undefined) frame.since = position
+    try {
+      return await this.#request(frame, 'ack', this.#ackTimeoutMs)
+    } catch (err) {
+      this.#positions.abandon(topic)
+      throw err
+    }
+  }
+
+  #request<T extends Reply['type']> (frame: OutgoingClientFrame, expect: T, timeoutMs: number): Promise<ReplyMap[T]> {
     const socket = this.#socket
     if (this.#state !== 'open' || socket === null) {
       return Promise.reject(new HubClientError(ClientErrorCodes.notConnected, `cannot send "${frame.type}": the client is ${this.#state}`))
@@ -310,14 +344,12 @@ export class HubClient {
     // Subscriptions are sent before anything the application sends after
     // 'open', and 'open' waits for their acks.
     const topics = this.#topics.own()
-    Promise.allSettled(topics.map(async (topic) => this.#request({ type: 'subscribe', topic }, 'ack', this.#ackTimeoutMs))).then((results) => {
+    Promise.allSettled(topics.map(async (topic) => this.#subscribeNow(topic))).then((results) => {
       // A connection dropped meanwhile: its results are stale, and the next welcome resubscribes.
       if (this.#socket !== socket || this.#state !== 'open') return
       const failures = this.#topics.failures(topics, results)
       this.#events.emit('open', { clientId: frame.clientId, userId: frame.userId, reconnected, resubscribeFailures: failures })
-      const waiters = this.#waiters
-      this.#waiters = []
-      for (const waiter of waiters) waiter.resolve(frame.clientId)
+      this.#waiters.resolve(frame.clientId)
     }, noop)
   }
 
@@ -341,6 +373,9 @@ export class HubClient {
   #onGone (code: number, reason: string): void {
     this.#detach()
     this.#topics.dropServerTopics()
+    this.#positions.disconnected()
+    // The next attempt goes to the next instance, if several were given.
+    this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length
     const retry = !this.#stopped && this.#backoff !== false && !this.#noReconnect.has(code)
     this.#pending.rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
     this.#events.emit('close', { code, reason, willReconnect: retry })
@@ -360,7 +395,7 @@ export class HubClient {
   #giveUp (error: HubClientError): void {
     this.#stopped = true
     this.#detach()
-    this.#fail(error)
+    this.#waiters.reject(error)
     this.#setState('closed')
   }
 
@@ -371,12 +406,6 @@ export class HubClient {
     this.#userId = undefined
     clearTimeout(this.#openTimer)
     this.#keepalive.stop()
-  }
-
-  #fail (error: HubClientError): void {
-    const waiters = this.#waiters
-    this.#waiters = []
-    for (const waiter of waiters) waiter.reject(error)
   }
 
   #setState (state: HubClientState): void {

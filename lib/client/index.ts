@@ -8,6 +8,7 @@ export { HubClient } from './hub-client.js'
 export { CLIENT_DEFAULTS, type HubClientOptions } from './options.js'
 export { HubClientError, ClientErrorCodes, type HubClientErrorDetails } from './errors.js'
 export { backoffDelay, normalizeBackoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
+export type { HistoryOptions, PresencePage, PublishOptions } from './request-frames.js'
 export type {
   AckFrame,
   BatchFrame,
@@ -15,6 +16,8 @@ export type {
   CustomServerFrame,
   DirectFrame,
   ErrorFrame,
+  HistoryReplyFrame,
+  HistoryRequestFrame,
   HubClientEvents,
   HubClientState,
   InboundFrame,
@@ -25,11 +28,16 @@ export type {
   PresenceReplyFrame,
   JoinFrame,
   LeaveFrame,
+  PublicationFrame,
+  PublishAckFrame,
   PublishFrame,
+  ResetFrame,
   ResubscribeFailure,
   ServerFrameMap,
   ServerFrameType,
   SocketEvent,
+  StreamPosition,
+  SubscribedFrame,
   SubscribeFrame,
   UnsubscribeFrame,
   WebSocketConstructor,

@@ -60,3 +60,21 @@ export function duration (value: number | undefined, fallback: number, name: str
   if (!Number.isFinite(result) || result < min) throw new RangeError(`HubClient: ${name} must be a number >= ${min} (got ${String(value)})`)
   return result
 }
+
+/** The client's URLs, checked once: at least one, each ws:, wss:, http: or https:. */
+export function checkUrls (url: string | readonly string[]): readonly string[] {
+  const urls = typeof url === 'string' ? [url] : [...url]
+  if (urls.length === 0) throw new TypeError('HubClient: at least one URL is needed')
+  for (const each of urls) {
+    let parsed: URL
+    try {
+      parsed = new URL(each)
+    } catch (err) {
+      throw new TypeError(`HubClient: invalid URL ${JSON.stringify(each)}`, { cause: err })
+    }
+    if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+      throw new TypeError(`HubClient: the URL must be ws:, wss:, http: or https: (got ${parsed.protocol})`)
+    }
+  }
+  return Object.freeze(urls)
+}

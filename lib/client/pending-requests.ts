@@ -1,8 +1,8 @@
 import { ClientErrorCodes, HubClientError } from './errors.js'
-import type { AckFrame, ErrorFrame, OutgoingClientFrame, PongFrame, PresenceReplyFrame, ServerFrameMap, WebSocketLike } from './types.js'
+import type { ErrorFrame, OutgoingClientFrame, ReplyMap, WebSocketLike } from './types.js'
 
 /** The frames that answer a request by its id. */
-export type Reply = AckFrame | PongFrame | PresenceReplyFrame
+export type Reply = ReplyMap[keyof ReplyMap]
 
 interface Pending {
   expect: Reply['type']
@@ -13,7 +13,7 @@ interface Pending {
 
 /**
  * Requests waiting for their answer, by id. Every one is settled exactly
- * once: by its `ack` (or `pong`, or `presence` page), its `error` frame, its timeout, or
+ * once: by its `ack` (or `pong`, `presence` page or `history` reply), its `error` frame, its timeout, or
  * `rejectAll` when the socket goes: no promise is left hanging.
  */
 export class PendingRequests {
@@ -21,9 +21,9 @@ export class PendingRequests {
   #nextId = 1
 
   /** Sends the frame with a fresh id; the promise settles on the matching answer. */
-  send<T extends Reply['type']> (socket: WebSocketLike, frame: OutgoingClientFrame, expect: T, timeoutMs: number): Promise<ServerFrameMap[T]> {
+  send<T extends Reply['type']> (socket: WebSocketLike, frame: OutgoingClientFrame, expect: T, timeoutMs: number): Promise<ReplyMap[T]> {
     const id = this.#nextId++
-    return new Promise<ServerFrameMap[T]>((resolve, reject) => {
+    return new Promise<ReplyMap[T]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id)
         const code = expect === 'pong' ? ClientErrorCodes.pongTimeout : ClientErrorCodes.ackTimeout

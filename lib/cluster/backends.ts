@@ -1,10 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Transport } from './transport.js'
 import type { ClusterState } from './cluster-state.js'
+import type { History } from './history.js'
+import { MemoryHistory } from './memory/memory-history.js'
 import { MemoryTransport } from './memory/memory-transport.js'
 import { createMemoryClusterState } from './memory/memory-cluster-state.js'
 import { MissingPackageError, OptionsError } from '../errors.js'
-import type { BrokerConfig, RegistryConfig } from '../options/backend-options.js'
+import { defaultHistory, type BrokerConfig, type HistoryConfig, type RegistryConfig } from '../options/backend-options.js'
 
 export interface Owned<T> {
   value: T
@@ -70,5 +72,27 @@ export async function createClusterState (option: RegistryConfig, log: FastifyBa
     }
     default:
       throw new OptionsError(`fastify-ws-hub: option "registry.type" must be one of memory, redis, custom (got ${JSON.stringify((option as { type: unknown }).type)})`)
+  }
+}
+
+/**
+ * Builds the history store the `history` option names; left out, the
+ * registry's Redis when the registry is Redis, memory otherwise. A Redis
+ * store opens its own connection (from the URL, or a duplicate of the
+ * given client), which it closes; a custom one is the user's.
+ */
+export async function createHistory (option: HistoryConfig | undefined, registry: RegistryConfig, log: FastifyBaseLogger): Promise<Owned<History>> {
+  const config = option ?? defaultHistory(registry)
+  switch (config.type) {
+    case 'memory':
+      return { value: new MemoryHistory(), owned: true }
+    case 'custom':
+      return { value: config.history, owned: false }
+    case 'redis': {
+      const { RedisHistory } = await loadBackend('ioredis', 'history.type: redis', async () => import('./redis/redis-history.js'))
+      return { value: new RedisHistory(config, log), owned: true }
+    }
+    default:
+      throw new OptionsError(`fastify-ws-hub: option "history.type" must be one of memory, redis, custom (got ${JSON.stringify((config as { type: unknown }).type)})`)
   }
 }

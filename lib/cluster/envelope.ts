@@ -1,5 +1,6 @@
 import { EnvelopeError } from '../errors.js'
 import type { ConnectionInfo } from './directory.js'
+import type { StreamPosition } from './history.js'
 
 /** Who a frame is for. */
 export type Target =
@@ -39,6 +40,11 @@ export interface DeliverEnvelope extends Stamped {
   origin: string
   target: Target
   frame: string
+  /**
+   * A publication into a history topic: its offset and epoch, so a receiver
+   * orders it without parsing the frame.
+   */
+  position?: StreamPosition
 }
 
 /** Close the target's sockets with this code. */
@@ -88,7 +94,8 @@ export type Envelope = DeliverEnvelope | CloseEnvelope | QueryEnvelope | ReplyEn
 // `sentAt` is the moment of encoding unless the envelope already has one.
 export function encodeEnvelope (envelope: Envelope, sentAt: number = envelope.sentAt ?? Date.now()): string {
   if (envelope.type === 'deliver') {
-    return JSON.stringify({ y: 'deliver', o: envelope.origin, t: envelope.target, s: sentAt }) + '\n' + envelope.frame
+    const p = envelope.position === undefined ? undefined : [envelope.position.offset, envelope.position.epoch]
+    return JSON.stringify({ y: 'deliver', o: envelope.origin, t: envelope.target, s: sentAt, p }) + '\n' + envelope.frame
   }
   return JSON.stringify({ ...envelope, sentAt })
 }
@@ -102,7 +109,12 @@ export function decodeEnvelope (text: string): Envelope {
     if (cut === -1) throw new EnvelopeError('deliver envelope has no frame line')
     if (typeof h.o !== 'string' || !isTarget(h.t)) throw new EnvelopeError('deliver envelope lacks origin or target')
     if (!isTimestamp(h.s)) throw new EnvelopeError('deliver envelope lacks its send time')
-    return { type: 'deliver', origin: h.o, target: h.t, frame: text.slice(cut + 1), sentAt: h.s }
+    const envelope: DeliverEnvelope = { type: 'deliver', origin: h.o, target: h.t, frame: text.slice(cut + 1), sentAt: h.s }
+    if (h.p !== undefined) {
+      if (!isPosition(h.p)) throw new EnvelopeError('deliver envelope has a malformed position')
+      envelope.position = { offset: h.p[0], epoch: h.p[1] }
+    }
+    return envelope
   }
   if (typeof h.origin !== 'string') throw new EnvelopeError('envelope lacks its origin')
   // An unstamped envelope could never be judged late, so it is refused like
@@ -156,6 +168,10 @@ export async function untilStale (sentAt: number, maxAgeMs: number): Promise<voi
 
 function isTimestamp (value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}
+
+function isPosition (value: unknown): value is [number, string] {
+  return Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && (value[0] as number) >= 1 && typeof value[1] === 'string'
 }
 
 function isStringArray (value: unknown): value is string[] {

@@ -9,6 +9,7 @@ import { frameText } from '../protocol/serialize.js'
 import { Conflator } from './conflator.js'
 import { FailureLog } from './failure-log.js'
 import { PeerQueries } from './peer-queries.js'
+import type { TopicHistory } from '../history/topic-history.js'
 
 export interface DeliveryReport {
   /** Clients of this instance that were written to. */
@@ -20,6 +21,9 @@ export interface DeliveryReport {
   remoteInstances: number
   /** Set when a conflated publish was held for the end of its window. */
   conflated?: true
+  /** A publish into a history topic: its offset (a duplicate key: the first publish's) and epoch. */
+  offset?: number
+  epoch?: string
 }
 
 /**
@@ -49,6 +53,8 @@ export interface PublishCallOptions {
   conflate?: string
   /** The window, in ms. Default: the plugin's `conflateMs` (100). */
   throttleMs?: number
+  /** A publish with a key seen in the topic within `idempotencyWindowMs` is not published again. */
+  idempotencyKey?: string
 }
 
 export interface DispatchOptions {
@@ -80,6 +86,8 @@ export interface MessageDispatcherOptions {
   maxEnvelopeAgeMs?: number
   /** Applies server-side subscriptions to this instance's connections; without it, none are held here. */
   subscriptions?: LocalSubscriptions
+  /** History topics and idempotency keys; without it, neither. */
+  history?: TopicHistory | null
 }
 
 /** What the dispatcher needs of `lib/topics/subscriptions.ts`. */
@@ -107,6 +115,7 @@ export class MessageDispatcher {
   readonly #conflateMs: number
   readonly #queries: PeerQueries
   readonly #subscriptions: LocalSubscriptions | null
+  readonly #history: TopicHistory | null
   #otherInstanceCount = 0
   #instancesCheckedAt = -Infinity
 
@@ -121,6 +130,7 @@ export class MessageDispatcher {
     this.#queries = new PeerQueries(options.queryTimeoutMs)
     this.#maxEnvelopeAgeMs = options.maxEnvelopeAgeMs ?? DEFAULT_MAX_ENVELOPE_AGE_MS
     this.#subscriptions = options.subscriptions ?? null
+    this.#history = options.history ?? null
     this.#staleLog = new FailureLog(options.log, 'ws-hub: dropped envelopes older than maxEnvelopeAgeMs (held up by a stalled broker, or clocks out of step)', 10_000, 'warn')
   }
 
@@ -146,7 +156,8 @@ export class MessageDispatcher {
    * `conflated: true` and no recipients yet.
    */
   async publish (topic: string, message: unknown, options: PublishCallOptions = {}): Promise<DeliveryReport> {
-    const send = (value: unknown): Promise<DeliveryReport> => this.send({ kind: 'topic', topic }, { type: 'publish', topic, from: 'server', message: value })
+    const key = options.idempotencyKey
+    const send = (value: unknown): Promise<DeliveryReport> => this.publishFrame(topic, { type: 'publish', topic, from: 'server', message: value }, key)
     if (options.conflate === undefined) return send(message)
     let report: Promise<DeliveryReport> | null = null
     const sentNow = this.#conflator.submit(`${topic}\u0000${options.conflate}`, message, options.throttleMs ?? this.#conflateMs, (value) => {
@@ -156,6 +167,29 @@ export class MessageDispatcher {
     })
     if (sentNow && report !== null) return report
     return { recipients: 0, remoteInstances: 0, conflated: true }
+  }
+
+  /**
+   * A `publish` frame to a topic's subscribers. Into a history topic, or
+   * with an idempotency key, it is appended to the store first, and the
+   * stored text is what every instance delivers; otherwise as `send`.
+   * Rejects when the store does (nothing was published then).
+   */
+  async publishFrame (topic: string, frame: OutgoingFrame, idempotencyKey?: string): Promise<DeliveryReport> {
+    const history = this.#history
+    if (history === null || !history.routes(topic, idempotencyKey)) return await this.send({ kind: 'topic', topic }, frame)
+    const appended = await history.publish(topic, frame, idempotencyKey)
+    const report: DeliveryReport = { recipients: appended.recipients, remoteInstances: 0 }
+    if (appended.position !== undefined) {
+      report.offset = appended.position.offset
+      report.epoch = appended.position.epoch
+    }
+    if (appended.text === null || this.#transport === null) return report
+    const target: Target = { kind: 'topic', topic }
+    const envelope: Envelope = { type: 'deliver', origin: this.#instanceId, target, frame: appended.text }
+    if (appended.position !== undefined) envelope.position = appended.position
+    report.remoteInstances = await this.#sendRemote(envelope, target).remote
+    return report
   }
 
   /** Messages replaced by newer ones under `conflate`. */
@@ -244,7 +278,9 @@ export class MessageDispatcher {
     }
     switch (envelope.type) {
       case 'deliver':
-        this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
+        // A history topic's publication: ordered by its offset, gaps filled from the store.
+        if (envelope.position !== undefined && envelope.target.kind === 'topic' && this.#history !== null) this.#history.receive(envelope.target.topic, envelope.position, envelope.frame)
+        else this.deliverLocal(envelope.target, Buffer.from(envelope.frame), undefined)
         return
       case 'close':
         this.#closeLocal(envelope.target, envelope.code, envelope.reason)

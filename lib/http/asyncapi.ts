@@ -83,9 +83,10 @@ export const CUSTOM_CLIENT_TYPE = 'custom'
 const CLIENT_SUMMARIES: Record<string, string> = {
   broadcast: 'Every connected client, the sender included, receives a `message` frame.',
   direct: 'To one client (`target`) or to every connection of a user (`user`), exactly one of the two; they receive a `direct` frame. An unknown target is answered with the error `unknown_target`.',
-  subscribe: 'Start receiving the topic\'s publishes; answered with `subscribed` (then the `ack`). Refused with `forbidden` or `unknown_namespace` by the topic rules.',
+  subscribe: 'Start receiving the topic\'s publishes; answered with `subscribed` (then the `ack`). Refused with `forbidden` or `unknown_namespace` by the topic rules. On a history topic `subscribed` carries the `offset` and `epoch` the client follows from; with `since`, the publications after it come first, then `subscribed` with `recovered: true`, then live ones, none missing or twice; or `recovered: false` with the current position and nothing replayed (too old, another epoch, or more than `maxRecovery` behind).',
   unsubscribe: 'Stop receiving the topic\'s publishes. Idempotent.',
-  publish: 'The topic\'s subscribers receive a `publish` frame. The publisher need not be subscribed.',
+  publish: 'The topic\'s subscribers receive a `publish` frame. The publisher need not be subscribed. With `idempotencyKey`, a key seen in the topic within `idempotencyWindowMs` is not published again; on a history topic the `ack` carries the `offset` and `epoch` (a repeated key: the first publish\'s).',
+  history: 'A history topic\'s publications after `since` (at most `limit`), or its last `limit`, answered by a `history` frame carrying the same `id`; reading follows the subscribe rules. A topic without history is answered with the error `history_off`.',
   ping: 'Answered by a `pong` carrying the same `id` (for browsers, which cannot send protocol pings).',
   presence: 'One page of a presence topic\'s members, cluster-wide, answered by a `presence` frame carrying the same `id`. A topic whose rules do not set `presence: true` is answered with the error `presence_off`.',
   [CUSTOM_CLIENT_TYPE]: 'Any other type goes to the service (`onMessage`); without one it is answered with the error `unknown_type`.'
@@ -95,7 +96,9 @@ const SERVER_SUMMARIES: Record<string, string> = {
   welcome: 'The first frame on every connection: the id the hub gave this client.',
   message: 'A client\'s broadcast. `from` is the sender\'s client id, `fromUser` its authenticated user.',
   direct: 'A direct message. `from` is `"server"` for pushes from the server; `user` is set for messages to a user.',
-  publish: 'A publish on a topic this client subscribed to.',
+  publish: 'A publish on a topic this client subscribed to. On a history topic it carries `offset` (+1 per publication) and `epoch`: within an epoch, offsets arrive strictly in order, none missing or twice.',
+  history: 'The answer to a `history` frame, with its `id`: `publish` frames in offset order and the topic\'s current `offset` and `epoch`; `complete: false` when not everything after `since` could be given.',
+  reset: 'On a history topic: publications up to `offset` could not all be delivered (lost between instances and no longer kept, or history itself was lost and a new `epoch` began). Reload the state, then go on from `offset`.',
   'server-broadcast': 'A broadcast from the server (REST or `messageDispatcher.broadcast`).',
   system: 'A notice such as `Client <id> joined.`, with the `announce` option.',
   echo: 'A copy of what this client broadcast, sent directly or published, with the `echo` option.',
@@ -165,7 +168,7 @@ export function buildAsyncApiDocument (options: AsyncApiOptions = {}): AsyncApiD
       channel: channelRef,
       summary,
       messages: [inChannel(key)],
-      reply: { channel: channelRef, messages: type === 'ping' ? [inChannel(serverMessageKey('pong'))] : type === 'presence' ? [inChannel(serverMessageKey('presence')), inChannel(serverMessageKey('error'))] : answers }
+      reply: { channel: channelRef, messages: type === 'ping' ? [inChannel(serverMessageKey('pong'))] : type === 'presence' || type === 'history' ? [inChannel(serverMessageKey(type)), inChannel(serverMessageKey('error'))] : answers }
     }
   }
 

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { RestAuth, RestRouteName } from '../options/hub-options.js'
 import { authHook } from './rest-auth.js'
 import type { WsHub } from '../hub.js'
-import { ClusterStateError, PresenceOffError, QueryTimeoutError } from '../errors.js'
+import { ClusterStateError, HistoryOffError, PresenceOffError, QueryTimeoutError } from '../errors.js'
 import type { PresencePage } from '../cluster/presence.js'
 import { jsonBodyParser, restErrorHandler } from './rest-body.js'
 import { longIdConstraint, withLongIds } from './long-ids.js'
@@ -19,6 +19,10 @@ import {
   IdParams,
   ListQuery,
   PushBody,
+  PublishBody,
+  PublishResponse,
+  HistoryQuery,
+  HistoryResponse,
   PresencePageSchema,
   PresenceQuerySchema,
   PresenceStatsSchema,
@@ -139,8 +143,29 @@ export async function registerRestRoutes (parent: FastifyInstance, deps: RestRou
 
     if (on('publish')) {
       app.post('/topics/:topic/publish', {
-        schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers', params: TopicParams, body: PushBody, response: { 200: DeliveryResponse, ...bodyErrors } }
-      }, async (request) => hub.publish(request.params.topic, request.body.message))
+        schema: { tags: TAGS, summary: 'Publish to a topic\'s subscribers (idempotent with a key; with its offset on a history topic)', params: TopicParams, body: PublishBody, response: { 200: PublishResponse, ...bodyErrors } }
+      }, async (request) => {
+        const { message, idempotencyKey } = request.body
+        return await hub.publish(request.params.topic, message, idempotencyKey === undefined ? {} : { idempotencyKey })
+      })
+    }
+
+    if (on('history')) {
+      app.get('/topics/:topic/history', {
+        schema: { tags: TAGS, summary: 'A history topic\'s publications after sinceOffset (in epoch), or its last `limit`, with its current offset and epoch', params: TopicParams, querystring: HistoryQuery, response: { 200: HistoryResponse, ...errors } }
+      }, async (request, reply) => {
+        const { sinceOffset, epoch, limit } = request.query
+        if ((sinceOffset === undefined) !== (epoch === undefined)) {
+          return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: 'invalid_query', message: 'sinceOffset and epoch go together' })
+        }
+        const since = sinceOffset === undefined || epoch === undefined ? undefined : { offset: sinceOffset, epoch }
+        try {
+          return await hub.history(request.params.topic, since === undefined ? { limit } : { since, limit })
+        } catch (err) {
+          if (err instanceof HistoryOffError) return notFound(reply, 'history_off', `topic ${request.params.topic} keeps no history`)
+          throw err
+        }
+      })
     }
 
     // Presence: 404 presence_off for a topic whose rules do not set

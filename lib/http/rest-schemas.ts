@@ -1,6 +1,6 @@
 /** TypeBox schemas of the REST push API: they validate input and feed Swagger. */
 import { Type, type Static } from 'typebox'
-import { ClientId, PresenceMemberSchema, Topic, UserId } from '../protocol/frames.js'
+import { ClientId, IdempotencyKey, MAX_HISTORY_LIMIT, PresenceMemberSchema, ServerFrames, Topic, UserId } from '../protocol/frames.js'
 
 export const ConnectionInfoSchema = Type.Object({
   id: Type.String(),
@@ -68,6 +68,31 @@ export const PushBody = Type.Object({
 export const DeliveryResponse = Type.Object({
   recipients: Type.Integer({ description: 'Clients of the answering instance that were sent the message' }),
   remoteInstances: Type.Integer({ description: 'Other hub instances the message was handed to' })
+})
+
+/** A publish may carry a key: a retry with the same key within idempotencyWindowMs is not published again. */
+export const PublishBody = Type.Object({
+  message: PushBody.properties.message,
+  idempotencyKey: Type.Optional(IdempotencyKey)
+})
+
+export const PublishResponse = Type.Object({
+  ...DeliveryResponse.properties,
+  offset: Type.Optional(Type.Integer({ minimum: 0, description: 'A history topic: the publication\'s offset (a repeated key: the first publish\'s)' })),
+  epoch: Type.Optional(Type.String({ description: 'A history topic: the epoch of that offset' }))
+})
+
+export const HistoryQuery = Type.Object({
+  sinceOffset: Type.Optional(Type.Integer({ minimum: 0, description: 'The publications after this offset; with `epoch`' })),
+  epoch: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_HISTORY_LIMIT, default: 100 }))
+})
+
+export const HistoryResponse = Type.Object({
+  publications: Type.Array(ServerFrames.publish, { description: 'publish frames in offset order, as subscribers received them' }),
+  offset: Type.Integer({ minimum: 0, description: 'The topic\'s current offset' }),
+  epoch: Type.String(),
+  complete: ServerFrames.history.properties.complete
 })
 
 export const HealthSchema = Type.Object({

@@ -7,6 +7,7 @@ import type { MemoryBus } from '../cluster/memory/memory-transport.js'
 import type { Limiter } from '../cluster/limiter.js'
 import type { Directory } from '../cluster/directory.js'
 import type { Presence } from '../cluster/presence.js'
+import type { History } from '../cluster/history.js'
 import { OptionsError } from '../errors.js'
 import { describe, isRecord, opaque, OptionSchema, withDefault, type Filled } from './normalize.js'
 
@@ -121,8 +122,26 @@ const CustomRegistrySchema = Type.Object({
   presence: Type.Optional(instance<Presence>())
 }, { additionalProperties: false })
 
+const MemoryHistorySchema = Type.Object({ type: Type.Literal('memory') }, { additionalProperties: false })
+
+/** Redis Streams, one per topic. Pass `url` (the hub opens and closes its connection) or `client` (yours: duplicated, never closed). */
+const RedisHistorySchema = Type.Object({
+  type: Type.Literal('redis'),
+  url: Type.Optional(nonEmpty),
+  client: Type.Optional(instance<Redis>()),
+  /** Prefix of every key; history keys are `<keyPrefix>history:...`. */
+  keyPrefix: withDefault(Type.String(), 'ws-hub:')
+}, { additionalProperties: false })
+
+/** A history store of your own. Yours: the hub never closes it. */
+const CustomHistorySchema = Type.Object({
+  type: Type.Literal('custom'),
+  history: instance<History>()
+}, { additionalProperties: false })
+
 export const BrokerSchema = Type.Union([MemoryBrokerSchema, RedisBrokerSchema, KafkaBrokerSchema, CustomBrokerSchema])
 export const RegistrySchema = Type.Union([MemoryRegistrySchema, RedisRegistrySchema, CustomRegistrySchema])
+export const HistoryStoreSchema = Type.Union([MemoryHistorySchema, RedisHistorySchema, CustomHistorySchema])
 
 export type RedisBrokerOptions = Static<typeof RedisBrokerSchema>
 export type KafkaBrokerOptions = Static<typeof KafkaBrokerSchema>
@@ -132,6 +151,7 @@ export type BrokerOption = Static<typeof BrokerSchema>
 /** @deprecated `broker` was renamed `transport`; the old key goes in the next release. */
 export interface DeprecatedCustomBroker { type: 'custom', broker: Transport }
 export type RegistryOption = Static<typeof RegistrySchema>
+export type HistoryOption = Static<typeof HistoryStoreSchema>
 
 /** Backend options after normalization: every default is filled in. */
 export type BrokerConfig = Filled<typeof BrokerSchema>
@@ -139,6 +159,8 @@ export type RegistryConfig = Filled<typeof RegistrySchema>
 export type KafkaConfig = Filled<typeof KafkaBrokerSchema>
 export type RedisBrokerConfig = Filled<typeof RedisBrokerSchema>
 export type RedisRegistryConfig = Filled<typeof RedisRegistrySchema>
+export type HistoryConfig = Filled<typeof HistoryStoreSchema>
+export type RedisHistoryConfig = Filled<typeof RedisHistorySchema>
 
 const broker = {
   memory: new OptionSchema(MemoryBrokerSchema),
@@ -153,13 +175,20 @@ const registry = {
   custom: new OptionSchema(CustomRegistrySchema)
 }
 
+const history = {
+  memory: new OptionSchema(MemoryHistorySchema),
+  redis: new OptionSchema(RedisHistorySchema),
+  custom: new OptionSchema(CustomHistorySchema)
+}
+
 export const KafkaOptions = broker.kafka
 
 /** Defaults of each backend's optional fields, for the README and tests. */
 export const BACKEND_DEFAULTS = Object.freeze({
   redisBroker: broker.redis.defaults(),
   kafkaBroker: broker.kafka.defaults(),
-  redisRegistry: registry.redis.defaults()
+  redisRegistry: registry.redis.defaults(),
+  redisHistory: history.redis.defaults()
 })
 
 /**
@@ -193,4 +222,24 @@ export function normalizeRegistry (value: unknown): RegistryConfig {
     case 'redis': return registry.redis.normalize(value, 'registry')
     case 'custom': return registry.custom.normalize(value, 'registry')
   }
+}
+
+export function normalizeHistory (value: unknown): HistoryConfig {
+  switch (typeOf(value, 'history', history)) {
+    case 'memory': return history.memory.normalize(value, 'history')
+    case 'redis': return history.redis.normalize(value, 'history')
+    case 'custom': return history.custom.normalize(value, 'history')
+  }
+}
+
+/**
+ * The history store when the `history` option is left out: the registry's
+ * Redis (same server and key prefix) when the registry is Redis, so history
+ * is shared by the same instances that share the registry; memory otherwise.
+ */
+export function defaultHistory (registry: RegistryConfig): HistoryConfig {
+  if (registry.type !== 'redis') return { type: 'memory' }
+  // The registry's own fields but its lease: the same url or client, and keyPrefix.
+  const { leaseMs: _lease, ...source } = registry
+  return source
 }

@@ -5,14 +5,18 @@ import type { WsRouteOptions } from './route-options.js'
 import type { Authenticate, RestAuth, Revalidate } from './hooks.js'
 import { OptionsError } from '../errors.js'
 import { DEFAULT_MAX_ENVELOPE_AGE_MS } from '../cluster/envelope.js'
-import { BrokerSchema, normalizeBroker, normalizeRegistry, RegistrySchema, type BrokerOption, type DeprecatedCustomBroker } from './backend-options.js'
+import {
+  BrokerSchema, defaultHistory, HistoryStoreSchema, normalizeBroker, normalizeHistory, normalizeRegistry, RegistrySchema,
+  type BrokerOption, type DeprecatedCustomBroker, type HistoryConfig
+} from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
 import { normalizeTopics, PermissionOptions, type TopicsConfig } from './topic-options.js'
 
 export { OptionsError }
 export type {
   BrokerOption, RegistryOption, BrokerConfig, RegistryConfig,
-  RedisBrokerOptions, KafkaBrokerOptions, RedisRegistryOptions
+  RedisBrokerOptions, KafkaBrokerOptions, RedisRegistryOptions,
+  HistoryOption, HistoryConfig
 } from './backend-options.js'
 
 export type { RestAuth, Identity, Authenticate, Revalidate, Authorize, AuthorizeRequest } from './hooks.js'
@@ -22,7 +26,7 @@ export const REST_ROUTE_NAMES = [
   'listConnections', 'getConnection', 'closeConnection', 'broadcast', 'sendToConnection',
   'publish', 'sendToUser', 'closeUser', 'stats',
   'subscribeConnection', 'unsubscribeConnection', 'subscribeUser', 'unsubscribeUser',
-  'presence', 'presenceStats'
+  'presence', 'presenceStats', 'history'
 ] as const
 export type RestRouteName = typeof REST_ROUTE_NAMES[number]
 
@@ -118,7 +122,17 @@ const HubSchema = Type.Object({
   metrics: withDefault(Type.Union([Type.Literal(false), MetricsSchema]), {}),
   ...PermissionOptions,
   broker: withDefault(BrokerSchema, { type: 'memory' }),
-  registry: withDefault(RegistrySchema, { type: 'memory' })
+  registry: withDefault(RegistrySchema, { type: 'memory' }),
+  /**
+   * Where the history of topics with a `history` rule, and idempotency
+   * keys, are kept. Left out: the registry's Redis when the registry is
+   * Redis, memory otherwise (see `defaultHistory`).
+   */
+  history: Type.Optional(HistoryStoreSchema),
+  /** Publications one recovery may replay; a client further behind gets `recovered: false`. */
+  maxRecovery: withDefault(Int(1), 300),
+  /** How long a publish's `idempotencyKey` is remembered per topic. */
+  idempotencyWindowMs: withDefault(Int(1), 300_000)
 }, { additionalProperties: false })
 
 // Time options end in Ms; the old names are accepted for one release.
@@ -141,7 +155,9 @@ export type WsHubOptions = Omit<Static<typeof HubSchema>, 'broker'> & Deprecated
 type Filled_ = Filled<typeof HubSchema>
 
 /** Options after validation and defaulting: every field with a default is present. */
-export interface NormalizedOptions extends Omit<Filled_, 'rest' | 'allowedOrigins' | 'topics'> {
+export interface NormalizedOptions extends Omit<Filled_, 'rest' | 'allowedOrigins' | 'topics' | 'history'> {
+  /** Always present: the default is filled in from the registry. */
+  history: HistoryConfig
   rest: false | (Omit<Filled<typeof RestSchema>, 'disable'> & { disable: ReadonlySet<RestRouteName> })
   /** null: no `topics` option, every topic open to everyone. */
   topics: TopicsConfig | null
@@ -163,14 +179,16 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
   if (!isRecord(given)) throw new OptionsError(`fastify-ws-hub: options must be an object (got ${typeof given})`)
   // Backends apart: their `type` picks the one schema to check against, and
   // a union's defaulting would copy a user's transport or directory.
-  const { broker, registry, ...others } = given
+  const { broker, registry, history, ...others } = given
   const options = hub.normalize(others, '')
   const { rest, allowedOrigins } = options
+  const registryConfig = registry === undefined ? options.registry : normalizeRegistry(registry)
   return {
     ...options,
     topics: normalizeTopics(options.topics),
     broker: broker === undefined ? options.broker : normalizeBroker(broker),
-    registry: registry === undefined ? options.registry : normalizeRegistry(registry),
+    registry: registryConfig,
+    history: history === undefined ? defaultHistory(registryConfig) : normalizeHistory(history),
     rest: rest === false ? false : { prefix: rest.prefix, auth: rest.auth, disable: new Set(rest.disable) },
     allowedOrigins: allowedOrigins === undefined ? null : new Set(allowedOrigins)
   }

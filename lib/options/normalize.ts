@@ -139,7 +139,8 @@ function pickError (errors: readonly ValidationError[]): ValidationError | undef
   let bestDepth = -1
   for (const error of errors) {
     if (error.keyword === 'anyOf') continue
-    const depth = segments(error.instancePath).length + (error.keyword === 'boolean' ? 0.5 : 0)
+    // At one depth, a missing field says more than "not the other branch of a union" (`false | { size, ttlMs }`).
+    const depth = segments(error.instancePath).length + (error.keyword === 'boolean' ? 0.5 : error.keyword === 'required' ? 0.25 : 0)
     if (depth > bestDepth) {
       best = error
       bestDepth = depth
@@ -180,11 +181,12 @@ function resolve (root: TSchema, error: ValidationError): Resolved {
     }
     const step = steps[i] ?? ''
     if (step === 'anyOf') union ??= { depth, node }
-    if (step === 'properties' || step === 'items') {
+    // A record's values (`patternProperties`) are one level down, like properties.
+    if (step === 'properties' || step === 'items' || step === 'patternProperties') {
       union = undefined
       depth++
     }
-    node = step === 'properties' || step === 'anyOf' ? child(node[step], steps[++i] ?? '') : node[step]
+    node = step === 'properties' || step === 'anyOf' || step === 'patternProperties' ? child(node[step], steps[++i] ?? '') : node[step]
   }
   if (isRecord(node) && typeof node.errorMessage === 'string') {
     return { kind: 'invalid', path: instance.slice(0, depth), message: node.errorMessage }

@@ -11,11 +11,18 @@ import { opaque, OptionSchema, withDefault, type Filled } from './normalize.js'
 export const SUBSCRIBE_RULES = ['all', 'authenticated', 'owner', 'none'] as const
 export const PUBLISH_RULES = ['all', 'authenticated', 'subscribers', 'none'] as const
 
+const positive = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, errorMessage: 'must be an integer of at least 1' })
+
+/** What a history topic keeps: its last `size` publications, none older than `ttlMs`. */
+export const HistoryRuleSchema = Type.Object({
+  size: positive,
+  ttlMs: positive
+}, { additionalProperties: false })
+
 /**
  * The rules of one namespace. An object of named fields rather than a
- * string shorthand, so the history options of the next release are one
- * more field here (unknown fields are refused until then, so a typo never
- * passes silently).
+ * string shorthand, so a new rule is one more field here (unknown fields
+ * are refused, so a typo never passes silently).
  */
 export const TopicRulesSchema = Type.Object({
   /** `owner`: a client may subscribe to `<namespace>:<its userId>` only. */
@@ -34,7 +41,12 @@ export const TopicRulesSchema = Type.Object({
    * topic must match, on every path. Kept by reference: TypeBox schemas
    * carry what a copy would lose.
    */
-  schema: Type.Optional(opaque<TSchema>(Type.Object({})))
+  schema: Type.Optional(opaque<TSchema>(Type.Object({}))),
+  /**
+   * Keep the topic's recent publications, numbered by offset, so a client
+   * that reconnects recovers what it missed. `false`: no history.
+   */
+  history: withDefault(Type.Union([Type.Literal(false), HistoryRuleSchema]), false)
 }, { additionalProperties: false })
 
 /** Letters, digits and `_ . @ / -`: a topic's characters, less the `:` that ends a namespace. */
@@ -65,6 +77,8 @@ export type TopicsOption = Static<typeof TopicsSchema>
 export type TopicRulesOption = Static<typeof TopicRulesSchema>
 /** One namespace's rules with every default filled in. */
 export type TopicRules = Filled<typeof TopicRulesSchema>
+/** A topic's `history` rule: `{ size, ttlMs }` (structurally a `HistoryRetention`). */
+export type HistoryRule = Static<typeof HistoryRuleSchema>
 
 export interface TopicsConfig {
   default: TopicRules

@@ -20,6 +20,15 @@ export const UserId = Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH })
 export const ClientId = Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH })
 /** Any JSON value. */
 export const Payload = Type.Unknown()
+/** Where a client stands in a history topic: the last offset it has, in that epoch. */
+export const StreamPositionSchema = Type.Object({
+  offset: Type.Integer({ minimum: 0, description: 'The last offset the client has (0: none)' }),
+  epoch: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'The stream it is from; another epoch cannot be recovered' })
+})
+const Offset = Type.Integer({ minimum: 0, description: 'The position in the topic\'s history: +1 per publication, 0 before the first' })
+const Epoch = Type.String({ description: 'The unbroken stream the offset belongs to; it changes when history was lost' })
+export const IdempotencyKey = Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'A publish whose key was seen in the topic within idempotencyWindowMs is not published again' })
+export const MAX_HISTORY_LIMIT = 1000
 
 // ---- client -> server ----
 
@@ -39,6 +48,7 @@ export const DirectFrameSchema = Type.Object({
 export const SubscribeFrameSchema = Type.Object({
   type: Type.Literal('subscribe'),
   topic: Topic,
+  since: Type.Optional(Type.Object(StreamPositionSchema.properties, { description: 'A history topic: replay what came after this position first (recovery)' })),
   id: Type.Optional(MessageId)
 })
 export const UnsubscribeFrameSchema = Type.Object({
@@ -50,6 +60,7 @@ export const PublishFrameSchema = Type.Object({
   type: Type.Literal('publish'),
   topic: Topic,
   message: Payload,
+  idempotencyKey: Type.Optional(IdempotencyKey),
   id: Type.Optional(MessageId)
 })
 export const PingFrameSchema = Type.Object({
@@ -62,6 +73,14 @@ export const PresenceFrameSchema = Type.Object({
   topic: Topic,
   limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'Members per page, default 100; 0 answers the counts alone' })),
   cursor: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'From the previous page' })),
+  id: Type.Optional(MessageId)
+})
+/** Publications of a history topic; the answer is a `history` frame carrying the `id`. */
+export const HistoryFrameSchema = Type.Object({
+  type: Type.Literal('history'),
+  topic: Topic,
+  since: Type.Optional(Type.Object(StreamPositionSchema.properties, { description: 'The publications after this position; left out: the last `limit` kept' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_HISTORY_LIMIT, description: 'At most this many, default 100' })),
   id: Type.Optional(MessageId)
 })
 /** Every client frame: an object with a string `type`. Types not built in go to the service. */
@@ -77,7 +96,8 @@ export const BuiltInClientFrames = {
   unsubscribe: UnsubscribeFrameSchema,
   publish: PublishFrameSchema,
   ping: PingFrameSchema,
-  presence: PresenceFrameSchema
+  presence: PresenceFrameSchema,
+  history: HistoryFrameSchema
 } as const
 
 export type BuiltInType = keyof typeof BuiltInClientFrames
@@ -88,6 +108,7 @@ export type SubscribeFrame = Static<typeof SubscribeFrameSchema>
 export type UnsubscribeFrame = Static<typeof UnsubscribeFrameSchema>
 export type PublishFrame = Static<typeof PublishFrameSchema>
 export type PresenceFrame = Static<typeof PresenceFrameSchema>
+export type HistoryFrame = Static<typeof HistoryFrameSchema>
 
 // ---- server -> client ----
 
@@ -103,7 +124,8 @@ export const ServerFrames = {
   welcome: Type.Object({ type: Type.Literal('welcome'), clientId: ClientId, userId: Type.Optional(UserId), timestamp: Timestamp }),
   message: Type.Object({ type: Type.Literal('message'), from: Type.String(), fromUser: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
   direct: Type.Object({ type: Type.Literal('direct'), from: Type.String(), fromUser: Type.Optional(Type.String()), user: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
-  publish: Type.Object({ type: Type.Literal('publish'), topic: Topic, from: Type.String(), fromUser: Type.Optional(Type.String()), message: Payload, timestamp: Timestamp }),
+  /** `offset` and `epoch` on a history topic's publications. */
+  publish: Type.Object({ type: Type.Literal('publish'), topic: Topic, from: Type.String(), fromUser: Type.Optional(Type.String()), message: Payload, offset: Type.Optional(Offset), epoch: Type.Optional(Epoch), timestamp: Timestamp }),
   'server-broadcast': Type.Object({ type: Type.Literal('server-broadcast'), message: Payload, timestamp: Timestamp }),
   system: Type.Object({ type: Type.Literal('system'), message: Type.String(), timestamp: Timestamp }),
   batch: Type.Object({
@@ -113,9 +135,34 @@ export const ServerFrames = {
   }),
   echo: Type.Object({ type: Type.Literal('echo'), message: Payload, timestamp: Timestamp }),
   pong: Type.Object({ type: Type.Literal('pong'), id: Type.Optional(MessageId), timestamp: Timestamp }),
-  ack: Type.Object({ type: Type.Literal('ack'), id: MessageId, timestamp: Timestamp }),
-  /** This connection now receives the topic: its own `subscribe`, or the server's (facade, REST, `authenticate`). */
-  subscribed: Type.Object({ type: Type.Literal('subscribed'), topic: Topic, timestamp: Timestamp }),
+  /** A publish into a history topic is acked with its `offset` and `epoch` (a duplicate key: the first publish's). */
+  ack: Type.Object({ type: Type.Literal('ack'), id: MessageId, offset: Type.Optional(Offset), epoch: Type.Optional(Epoch), timestamp: Timestamp }),
+  /**
+   * This connection now receives the topic: its own `subscribe`, or the
+   * server's (facade, REST, `authenticate`). On a history topic: `offset`
+   * and `epoch` it follows from; `recovered` when the subscribe had `since`.
+   */
+  subscribed: Type.Object({
+    type: Type.Literal('subscribed'),
+    topic: Topic,
+    offset: Type.Optional(Offset),
+    epoch: Type.Optional(Epoch),
+    recovered: Type.Optional(Type.Boolean({ description: 'true: what came after `since` was sent before this frame; false: it could not be (too old, another epoch, more than maxRecovery), nothing was replayed, reload' })),
+    timestamp: Timestamp
+  }),
+  /** The answer to a `history` frame, with its `id`: publish frames in offset order, and the topic's current position. */
+  history: Type.Object({
+    type: Type.Literal('history'),
+    topic: Topic,
+    publications: Type.Array(Type.Object({ type: Type.Literal('publish') }, { additionalProperties: true }), { description: 'publish frames, as subscribers received them' }),
+    offset: Offset,
+    epoch: Epoch,
+    complete: Type.Boolean({ description: 'false: what came after `since` could not be given (older than kept, another epoch, or more than `limit`)' }),
+    id: Type.Optional(MessageId),
+    timestamp: Timestamp
+  }),
+  /** A history topic's publications up to `offset` could not all be delivered (lost between instances and no longer in history, or history was lost): reload, then go on from here. */
+  reset: Type.Object({ type: Type.Literal('reset'), topic: Topic, offset: Offset, epoch: Epoch, timestamp: Timestamp }),
   /** This connection no longer receives the topic: its own `unsubscribe`, or the server's. */
   unsubscribed: Type.Object({ type: Type.Literal('unsubscribed'), topic: Topic, timestamp: Timestamp }),
   /** The answer to a `presence` frame: one page of members, and both counts for the whole cluster. */
@@ -164,7 +211,9 @@ export const ErrorCodes = {
   /** The topic's namespace (the text before its first `:`) is not declared in `topics.namespaces`. */
   unknownNamespace: 'unknown_namespace',
   /** A `presence` request for a topic whose rules do not set `presence: true`. */
-  presenceOff: 'presence_off'
+  presenceOff: 'presence_off',
+  /** A `history` request for a topic whose rules keep no history. */
+  historyOff: 'history_off'
 } as const
 
 /** Close codes the hub uses. 4000-4999 are application codes (RFC 6455 7.4.2). */

@@ -9,6 +9,8 @@ import type { Authorizer, Action } from '../topics/authorizer.js'
 import type { Subscriptions } from '../topics/subscriptions.js'
 import type { PresenceTracker } from '../presence/presence-tracker.js'
 import { presenceReply } from '../presence/presence-reply.js'
+import type { TopicHistory } from '../history/topic-history.js'
+import { historyReply, publishThroughHistory } from '../history/history-frames.js'
 import type { WsHub } from '../hub.js'
 import { HubProtocolError, type HubService, type ServiceContext } from './service.js'
 import { takeMessageToken } from '../connections/rate-limit.js'
@@ -25,6 +27,7 @@ import {
   type BroadcastFrame,
   type ClientFrame,
   type DirectFrame,
+  type HistoryFrame,
   type OutgoingFrame,
   type PresenceFrame,
   type PublishFrame,
@@ -51,6 +54,7 @@ export interface ProtocolHandlerOptions {
   maxJsonDepth: number
   maxTopicsPerConnection: number
   log: FastifyBaseLogger
+  history?: TopicHistory | null
 }
 
 const BROADCAST_OFF: Refusal = { code: ErrorCodes.forbidden, message: 'clients may not broadcast on this server' }
@@ -85,6 +89,7 @@ export class ProtocolHandler {
   readonly #maxJsonDepth: number
   readonly #maxTopics: number
   readonly #log: FastifyBaseLogger
+  readonly #history: TopicHistory | null
 
   constructor (options: ProtocolHandlerOptions) {
     this.#connections = options.connections
@@ -103,6 +108,7 @@ export class ProtocolHandler {
     this.#maxJsonDepth = options.maxJsonDepth
     this.#maxTopics = options.maxTopicsPerConnection
     this.#log = options.log
+    this.#history = options.history ?? null
   }
 
   context (connection: Connection): ServiceContext {
@@ -237,7 +243,7 @@ export class ProtocolHandler {
         return true
       }
       case 'subscribe': {
-        const topic = (message as SubscribeFrame).topic
+        const { topic, since } = message as SubscribeFrame
         const permit = this.#permit(connection, this.#policy.subscribeRefusal(connection, topic), 'subscribe', topic, message.id)
         if (permit !== true && !(await permit)) return false
         // Answered with `subscribed`, then acked, once the transport
@@ -247,7 +253,7 @@ export class ProtocolHandler {
         // watchdog, which rejects the SUBSCRIBE: the answer is then late by
         // at most the stall detection time, never held until the broker
         // returns (the interest is restored then).
-        if (!(await this.#subscriptions.add(connection, topic))) {
+        if (!(await this.#subscriptions.add(connection, topic, since))) {
           this.#error(connection, ErrorCodes.tooManyTopics, `at most ${this.#maxTopics} topics per connection`, message.id)
           return false
         }
@@ -264,6 +270,14 @@ export class ProtocolHandler {
         this.#reply(connection, await presenceReply(this.#presence, connection, frame))
         return false
       }
+      case 'history': {
+        const frame = message as HistoryFrame
+        // Who may subscribe may read what subscribers received.
+        const permit = this.#permit(connection, this.#policy.subscribeRefusal(connection, frame.topic), 'subscribe', frame.topic, frame.id)
+        if (permit !== true && !(await permit)) return false
+        this.#connections.write(connection, await historyReply(this.#history, frame))
+        return false
+      }
       case 'unsubscribe':
         await this.#subscriptions.remove(connection, (message as UnsubscribeFrame).topic)
         return true
@@ -277,11 +291,15 @@ export class ProtocolHandler {
           return false
         }
         this.#maybeEcho(connection, frame.message)
+        const out = withSender(connection, { type: 'publish', topic: frame.topic, message: frame.message })
+        if (this.#history?.routes(frame.topic, frame.idempotencyKey) === true) {
+          // Appended first: acked with the offset it got.
+          const ack = await publishThroughHistory(this.#dispatcher, frame.topic, out, frame.idempotencyKey, frame.id)
+          if (ack !== null) this.#reply(connection, ack)
+          return false
+        }
         // Acked after local delivery, as a broadcast is.
-        this.#dispatcher.dispatch(
-          { kind: 'topic', topic: frame.topic },
-          withSender(connection, { type: 'publish', topic: frame.topic, message: frame.message })
-        )
+        this.#dispatcher.dispatch({ kind: 'topic', topic: frame.topic }, out)
         return true
       }
     }

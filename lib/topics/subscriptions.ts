@@ -8,6 +8,8 @@ import type { PeerTarget } from '../cluster/envelope.js'
 import { Topic } from '../protocol/frames.js'
 import { serializeFrame } from '../protocol/serialize.js'
 import type { TopicPolicy } from './topic-policy.js'
+import type { StreamPosition } from '../cluster/history.js'
+import type { TopicHistory } from '../history/topic-history.js'
 
 export interface SubscriptionsOptions {
   connections: ConnectionManager
@@ -15,6 +17,8 @@ export interface SubscriptionsOptions {
   policy: TopicPolicy
   maxTopicsPerConnection: number
   log: FastifyBaseLogger
+  /** History topics answer `subscribed` with their position (and recover a `since`). */
+  history?: TopicHistory | null
 }
 
 const isTopic = Compile(Topic)
@@ -37,6 +41,7 @@ export class Subscriptions {
   readonly #maxTopics: number
   readonly #log: FastifyBaseLogger
   readonly #overLimit: FailureLog
+  readonly #history: TopicHistory | null
 
   constructor (options: SubscriptionsOptions) {
     this.#connections = options.connections
@@ -44,17 +49,19 @@ export class Subscriptions {
     this.#policy = options.policy
     this.#maxTopics = options.maxTopicsPerConnection
     this.#log = options.log
+    this.#history = options.history ?? null
     this.#overLimit = new FailureLog(options.log, 'ws-hub: a server-side subscription was skipped: the connection is at maxTopicsPerConnection', 10_000, 'warn')
   }
 
   /**
    * A client's own `subscribe`: false when it is at `maxTopicsPerConnection`
-   * (nothing changes); otherwise resolves once it is told `subscribed`.
+   * (nothing changes); otherwise resolves once it is told `subscribed`
+   * (on a history topic, after what it missed since `since`).
    */
-  async add (connection: Connection, topic: string): Promise<boolean> {
+  async add (connection: Connection, topic: string, since?: StreamPosition): Promise<boolean> {
     if (this.#full(connection, topic)) return false
     this.#connections.subscribe(connection, topic)
-    await this.#tell(connection, 'subscribed', topic)
+    await this.#tell(connection, 'subscribed', topic, since)
     return true
   }
 
@@ -127,10 +134,11 @@ export class Subscriptions {
   }
 
   /** Never rejects: the queue it waits on settles, and a write to a gone socket is a no-op. */
-  async #tell (connection: Connection, type: 'subscribed' | 'unsubscribed', topic: string): Promise<void> {
+  async #tell (connection: Connection, type: 'subscribed' | 'unsubscribed', topic: string, since?: StreamPosition): Promise<void> {
     await this.#interest.ready(topic)
     // Gone meanwhile: nothing to tell (and a write would count it as a dead socket).
     if (this.#connections.get(connection.id) !== connection) return
+    if (type === 'subscribed' && this.#history !== null && await this.#history.subscribed(connection, topic, since)) return
     this.#connections.write(connection, serializeFrame({ type, topic }))
   }
 }

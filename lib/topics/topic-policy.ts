@@ -2,7 +2,7 @@ import { Compile, type Validator } from 'typebox/compile'
 import type { TSchema } from 'typebox'
 import { OptionsError } from '../errors.js'
 import { ErrorCodes } from '../protocol/frames.js'
-import type { TopicRules, TopicsConfig } from '../options/topic-options.js'
+import type { HistoryRule, TopicRules, TopicsConfig } from '../options/topic-options.js'
 
 /** The rules that apply to one topic, as other components read them (presence, join/leave). */
 export interface TopicRuleView {
@@ -12,6 +12,8 @@ export interface TopicRuleView {
   readonly publish: TopicRules['publish']
   readonly presence: boolean
   readonly joinLeave: boolean | 'user' | 'connection'
+  /** What the topic's history keeps; false: none. */
+  readonly history: Readonly<HistoryRule> | false
 }
 
 /** Why a client's action was refused: the wire code and what to tell it. */
@@ -30,7 +32,7 @@ interface Compiled extends TopicRuleView {
   readonly validator: Validator | null
 }
 
-const OPEN: Compiled = Object.freeze({ namespace: null, subscribe: 'all', publish: 'all', presence: false, joinLeave: false, validator: null })
+const OPEN: Compiled = Object.freeze({ namespace: null, subscribe: 'all', publish: 'all', presence: false, joinLeave: false, history: false, validator: null })
 
 /**
  * The `topics` option compiled once, at register time: a map lookup by
@@ -116,6 +118,7 @@ function compile (namespace: string | null, rules: TopicRules): Compiled {
     publish: rules.publish,
     presence: rules.presence,
     joinLeave: rules.joinLeave,
+    history: rules.history === false ? false : Object.freeze({ size: rules.history.size, ttlMs: rules.history.ttlMs }),
     validator: rules.schema === undefined ? null : compileSchema(namespace, rules.schema)
   })
 }

@@ -77,7 +77,7 @@ const SETTINGS: Partial<RedisOptions> = {
 }
 
 /** Throws an OptionsError unless exactly one of `url` and `client` is given. */
-export function checkSource (source: RedisSource, option: 'broker' | 'registry'): RedisSource {
+export function checkSource (source: RedisSource, option: 'broker' | 'registry' | 'history'): RedisSource {
   const hasUrl = typeof source.url === 'string' && source.url !== ''
   const hasClient = source.client !== undefined
   if (hasUrl === hasClient) {

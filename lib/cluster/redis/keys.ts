@@ -69,3 +69,28 @@ export const LUA_KEY_FUNCTIONS = `
 local function inst_key(id, kind) return P .. 'inst:' .. id .. ':' .. kind end
 local function user_key(user) return P .. 'user:' .. user end
 `
+
+/**
+ * The history store's keys (see `history-lua.ts`). A topic's keys share the
+ * hash tag `{<topic>}` (a topic has no braces), so a move to Redis Cluster
+ * keeps each topic in one slot; the base epoch is the one key of the store.
+ *
+ *   history:epoch                 STR     the base of every epoch (see history-epoch.ts); no expiry
+ *   history:{<topic>}:head        HASH    n: last offset, e: epoch, s: when the head was created
+ *   history:{<topic>}:log         STREAM  id `<offset>-0`; t: when appended (ms), f: the frame text
+ *   history:{<topic>}:key:<key>   STR     "<offset> <epoch> <frame>" of the first publish with that idempotency key
+ */
+export interface HistoryKeys {
+  epoch: string
+  head: string
+  log: string
+}
+
+export function historyKeys (prefix: string, topic: string): HistoryKeys {
+  const tag = `${prefix}history:{${topic}}:`
+  return { epoch: `${prefix}history:epoch`, head: `${tag}head`, log: `${tag}log` }
+}
+
+export function historyIdempotencyKey (prefix: string, topic: string, key: string): string {
+  return `${prefix}history:{${topic}}:key:${key}`
+}
