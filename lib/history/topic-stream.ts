@@ -62,8 +62,8 @@ export class TopicStream {
     this.#context = context
     this.#ready = new Promise((resolve) => { this.#resolveReady = resolve })
     this.#busy = true
-    // The position is read once the transport carries the topic here: any
-    // later offset then either arrives, or is read when a later one shows the gap.
+    // The position is read once the transport carries the topic here, so every
+    // later offset either arrives, or is read when a later one shows the gap.
     this.#run(async () => {
       await context.ready(topic)
       await this.#sync()

@@ -60,7 +60,7 @@ export interface AsyncApiDocument {
   defaultContentType: 'application/json'
   servers?: Record<string, { host: string, protocol: string, description?: string }>
   channels: Record<string, {
-    /** null: any topic without a namespace. */
+    /** null: the topics without a namespace. */
     address: string | null
     title: string
     description: string
