@@ -6,7 +6,7 @@
 import { buildExampleApp } from './app.js'
 import { readConfig } from './config.js'
 
-// Closing waits for clients (bounded by the hub's closeTimeout) and for the
+// Closing waits for clients (bounded by the hub's closeTimeoutMs) and for the
 // brokers; past this, something is stuck and exiting beats hanging until
 // `docker stop` sends SIGKILL.
 const CLOSE_GRACE_MS = 10_000
