@@ -27,3 +27,17 @@ export async function closeSocket (socket: WebSocketLike, code: number, reason: 
     }
   })
 }
+
+/**
+ * Gives a socket up without a closing handshake: `ws` sockets are
+ * terminated, browser sockets closed in the background (they have no
+ * terminate); its late events are the caller's to ignore.
+ */
+export function abandonSocket (socket: WebSocketLike): void {
+  try {
+    if (socket.terminate !== undefined) socket.terminate()
+    else socket.close()
+  } catch {
+    // Already closing: nothing more to do.
+  }
+}

@@ -1,12 +1,14 @@
-import { backoffDelay, normalizeBackoff, type BackoffOptions } from './backoff.js'
-import { closeSocket } from './close-socket.js'
+import { normalizeBackoff } from './backoff.js'
+import { abandonSocket, closeSocket } from './close-socket.js'
 import { ConnectWaiters } from './connect-waiters.js'
 import { Emitter } from './emitter.js'
 import { ClientErrorCodes, HubClientError } from './errors.js'
 import { routeMessage, type FrameSink } from './frame-router.js'
 import { Keepalive } from './keepalive.js'
-import { CLIENT_DEFAULTS, checkUrls, duration, platformWebSocket, type HubClientOptions } from './options.js'
+import { CLIENT_DEFAULTS, checkUrls, duration, type HubClientOptions } from './options.js'
+import { openSocket } from './open-socket.js'
 import { PendingRequests, type Reply } from './pending-requests.js'
+import { ReconnectPlan } from './reconnect-plan.js'
 import { historyFrame, presenceFrame, publishFrame, type HistoryOptions, type PresencePage, type PublishOptions } from './request-frames.js'
 import { StreamPositions } from './stream-positions.js'
 import { SubscribedTopics } from './subscribed-topics.js'
@@ -33,8 +35,6 @@ import type {
 
 /** Reported as the close code when the client gives a silent socket up (RFC 6455: closed without a close frame). */
 const ABNORMAL_CLOSURE = 1006
-
-type Timer = ReturnType<typeof setTimeout>
 
 /**
  * A client of the hub's wire protocol, for browsers and Node.
@@ -72,13 +72,9 @@ type Timer = ReturnType<typeof setTimeout>
  * or says it cannot (`'reset'`); see StreamPositions.
  */
 export class HubClient {
-  readonly #urls: readonly string[]
-  /** Index in #urls of the current (or next) attempt. */
-  #urlIndex = 0
+  readonly #plan: ReconnectPlan
   readonly #protocols: readonly string[]
   readonly #token: HubClientOptions['token']
-  readonly #backoff: BackoffOptions | false
-  readonly #noReconnect: ReadonlySet<number>
   readonly #keepalive: Keepalive
   readonly #ackTimeoutMs: number
   readonly #openTimeoutMs: number
@@ -92,13 +88,10 @@ export class HubClient {
   #state: HubClientState = 'closed'
   #clientId: string | undefined
   #userId: string | undefined
-  /** Failed attempts since the last welcome. */
-  #attempt = 0
   /** Whether this client has been welcomed before: the next welcome is a reconnect. */
   #welcomed = false
   #stopped = true
-  #openTimer: Timer | undefined
-  #retryTimer: Timer | undefined
+  #openTimer: ReturnType<typeof setTimeout> | undefined
   /** Bumped by every attempt and by close(), so an attempt that awaited can tell it is stale. */
   #generation = 0
 
@@ -119,11 +112,11 @@ export class HubClient {
 
   /** `url`: the hub's WebSocket URL, or several (instances), tried in turn, one per attempt. */
   constructor (url: string | readonly string[], options: HubClientOptions = {}) {
-    this.#urls = checkUrls(url)
+    const urls = checkUrls(url)
     this.#protocols = Object.freeze([...(options.protocols ?? CLIENT_DEFAULTS.protocols)])
     this.#token = options.token
-    this.#backoff = options.reconnect === false ? false : normalizeBackoff(options.reconnect ?? {})
-    this.#noReconnect = new Set(options.noReconnectCodes ?? CLIENT_DEFAULTS.noReconnectCodes)
+    const backoff = options.reconnect === false ? false : normalizeBackoff(options.reconnect ?? {})
+    this.#plan = new ReconnectPlan(urls, backoff, options.noReconnectCodes ?? CLIENT_DEFAULTS.noReconnectCodes)
     const pingIntervalMs = duration(options.pingIntervalMs, CLIENT_DEFAULTS.pingIntervalMs, 'pingIntervalMs', 0)
     const pongTimeoutMs = duration(options.pongTimeoutMs, CLIENT_DEFAULTS.pongTimeoutMs, 'pongTimeoutMs', 1)
     this.#keepalive = new Keepalive(pingIntervalMs, async () => this.#request({ type: 'ping' }, 'pong', pongTimeoutMs), (reason) => this.#drop(reason))
@@ -133,7 +126,7 @@ export class HubClient {
   }
 
   /** The URL of the current attempt (or of the next, between attempts). */
-  get url (): string { return this.#urls[this.#urlIndex] as string }
+  get url (): string { return this.#plan.url }
   /** 'closed' before `connect()` and after `close()` or a close that is not retried. */
   get state (): HubClientState { return this.#state }
   /** The id from the current connection's `welcome`; undefined while not open. */
@@ -158,7 +151,7 @@ export class HubClient {
     const waiting = this.#waiters.wait()
     if (this.#state === 'closed') {
       this.#stopped = false
-      this.#attempt = 0
+      this.#plan.reset()
       this.#setState('connecting')
       this.#attemptNow()
     }
@@ -173,7 +166,7 @@ export class HubClient {
   async close (code = 1000, reason = ''): Promise<void> {
     this.#stopped = true
     this.#generation++
-    clearTimeout(this.#retryTimer)
+    this.#plan.cancel()
     const socket = this.#socket
     const wasClosed = this.#state === 'closed'
     this.#detach()
@@ -311,13 +304,10 @@ export class HubClient {
   }
 
   async #open (generation: number): Promise<void> {
-    const protocols = [...this.#protocols]
-    const token = typeof this.#token === 'function' ? await this.#token() : this.#token
-    if (token !== undefined) protocols.push(`bearer.${token}`)
-    const WebSocketClass = this.#WebSocket ?? await platformWebSocket()
     // close() or a newer attempt may have run while this one awaited.
-    if (this.#stopped || generation !== this.#generation) return
-    const socket = new WebSocketClass(this.url, protocols)
+    const socket = await openSocket({ url: this.url, protocols: this.#protocols, token: this.#token, WebSocket: this.#WebSocket },
+      () => this.#stopped || generation !== this.#generation)
+    if (socket === null) return
     this.#socket = socket
     // Events of a socket this client has since dropped are ignored.
     const current = (): boolean => this.#socket === socket
@@ -336,7 +326,7 @@ export class HubClient {
     clearTimeout(this.#openTimer)
     this.#clientId = frame.clientId
     this.#userId = frame.userId
-    this.#attempt = 0
+    this.#plan.reset()
     const reconnected = this.#welcomed
     this.#welcomed = true
     this.#setState('open')
@@ -362,34 +352,25 @@ export class HubClient {
     const socket = this.#socket
     if (socket === null) return
     this.#onGone(ABNORMAL_CLOSURE, reason)
-    try {
-      if (socket.terminate !== undefined) socket.terminate()
-      else socket.close()
-    } catch {
-      // Already closing: nothing more to do, its events are ignored.
-    }
+    abandonSocket(socket)
   }
 
   #onGone (code: number, reason: string): void {
     this.#detach()
     this.#topics.dropServerTopics()
     this.#positions.disconnected()
-    // The next attempt goes to the next instance, if several were given.
-    this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length
-    const retry = !this.#stopped && this.#backoff !== false && !this.#noReconnect.has(code)
+    this.#plan.closed()
+    const retry = !this.#stopped && this.#plan.retries(code)
     this.#pending.rejectAll(new HubClientError(ClientErrorCodes.disconnected, `the connection closed (code ${code}${reason === '' ? '' : `: ${reason}`}) before an answer came`, { closeCode: code }))
     this.#events.emit('close', { code, reason, willReconnect: retry })
     if (this.#stopped) return
-    const backoff = this.#backoff
-    if (!retry || backoff === false) {
+    const next = retry ? this.#plan.schedule(() => this.#attemptNow()) : null
+    if (next === null) {
       this.#giveUp(new HubClientError(ClientErrorCodes.connectFailed, `the connection closed with code ${code}${reason === '' ? '' : ` (${reason})`} and is not retried`, { closeCode: code }))
       return
     }
-    this.#attempt++
-    const delayMs = backoffDelay(this.#attempt, backoff)
     this.#setState('reconnecting')
-    this.#events.emit('reconnecting', { attempt: this.#attempt, delayMs })
-    this.#retryTimer = setTimeout(() => this.#attemptNow(), delayMs)
+    this.#events.emit('reconnecting', next)
   }
 
   #giveUp (error: HubClientError): void {
