@@ -55,6 +55,12 @@ export interface PublishCallOptions {
 export interface DispatchOptions {
   /** A local client that should not receive this frame. */
   exclude?: Connection
+  /**
+   * `remote` rejects when the other instances could not be reached (the
+   * directory or the transport failed) instead of reporting 0: for a caller
+   * that will send the message again (an event source), never for clients.
+   */
+  strict?: boolean
 }
 
 export interface DispatcherCounters {

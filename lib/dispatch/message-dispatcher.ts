@@ -119,9 +119,9 @@ export class MessageDispatcher {
    * stored text is what every instance delivers; otherwise as `send`.
    * Rejects when the store does (nothing was published then).
    */
-  async publishFrame (topic: string, frame: OutgoingFrame, idempotencyKey?: string): Promise<DeliveryReport> {
+  async publishFrame (topic: string, frame: OutgoingFrame, idempotencyKey?: string, strict = false): Promise<DeliveryReport> {
     const history = this.#history
-    if (history === null || !history.routes(topic, idempotencyKey)) return await this.send({ kind: 'topic', topic }, frame)
+    if (history === null || !history.routes(topic, idempotencyKey)) return await this.send({ kind: 'topic', topic }, frame, { strict })
     const appended = await history.publish(topic, frame, idempotencyKey)
     const report: DeliveryReport = { recipients: appended.recipients, remoteInstances: 0 }
     if (appended.position !== undefined) {
@@ -132,7 +132,7 @@ export class MessageDispatcher {
     const target: Target = { kind: 'topic', topic }
     const envelope: Envelope = { type: 'deliver', origin: this.#instanceId, target, frame: appended.text }
     if (appended.position !== undefined) envelope.position = appended.position
-    report.remoteInstances = await this.#sendRemote(envelope, target).remote
+    report.remoteInstances = await this.#sendRemote(envelope, target, strict).remote
     return report
   }
 
@@ -166,7 +166,7 @@ export class MessageDispatcher {
     const text = frameText(frame)
     const recipients = this.deliverLocal(target, Buffer.from(text), options.exclude)
     if (this.#transport === null || (target.kind === 'client' && recipients > 0)) return { recipients, holders: NONE, remote: NONE }
-    return { recipients, ...this.#sendRemote({ type: 'deliver', origin: this.#instanceId, target, frame: text }, target) }
+    return { recipients, ...this.#sendRemote({ type: 'deliver', origin: this.#instanceId, target, frame: text }, target, options.strict === true) }
   }
 
   /**
@@ -261,7 +261,7 @@ export class MessageDispatcher {
    * the sender; `holders` rejects with the directory's failure, for callers
    * that must tell "nobody holds it" from "nobody can say".
    */
-  #sendRemote (envelope: Envelope, target: Target): Pick<Dispatch, 'holders' | 'remote'> {
+  #sendRemote (envelope: Envelope, target: Target, strict = false): Pick<Dispatch, 'holders' | 'remote'> {
     // undefined: a fan-out, published on a shared channel.
     const to = this.#holdersOf(target)
     const remote = to.then(async (ids) => {
@@ -270,6 +270,8 @@ export class MessageDispatcher {
       return ids?.length ?? await this.#otherInstances()
     }).catch((err: unknown) => {
       this.counters.brokerPublishFailures++
+      // A strict caller (an event source) keeps the record to send again.
+      if (strict) throw err
       this.#failures.record(err, { target })
       return 0
     })

@@ -196,7 +196,7 @@ export const BACKEND_DEFAULTS = Object.freeze({
  * names the field that is wrong in that backend instead of listing why the
  * options match none of the four.
  */
-function typeOf<K extends string> (value: unknown, name: string, types: Record<K, unknown>): K {
+export function typeOf<K extends string> (value: unknown, name: string, types: Record<K, unknown>): K {
   if (!isRecord(value)) throw new OptionsError(`fastify-ws-hub: option "${name}" must be an object with a "type" (got ${describe(value)})`)
   const type = value.type
   if (typeof type === 'string' && isKeyOf(types, type)) return type
