@@ -31,6 +31,9 @@ import { attachInternals } from './internals.js'
 import { closeAllSockets } from './connections/close-all.js'
 import { pickEvicted } from './cluster/limiter.js'
 import { CloseCodes } from './protocol/frames.js'
+import { Sources } from './sources/sources.js'
+import { hubPublisher } from './sources/hub-publisher.js'
+import { MemoryLease } from './sources/leases/memory-lease.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -53,6 +56,7 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   const cluster = await createClusterState(options.registry, log)
   const transport = await createTransport(options.broker, log)
   const historyStore = await createHistory(options.history, options.registry, log)
+  const loadedSources = await Sources.load(options.sources, { instanceId, log, lease: (key) => new MemoryLease(key) })
   const { limiter, directory } = cluster.value
   const directoryFailures = new FailureLog(log, 'ws-hub: directory update failed; lookups of this instance\'s clients from other instances may miss until it answers')
   const interest = new TopicInterest(transport.value, new FailureLog(log, 'ws-hub: topic subscription on the transport failed; restored when it reconnects'))
@@ -110,6 +114,17 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     send: (topic, frame) => { dispatcher.dispatch({ kind: 'topic', topic }, frame) },
     log
   })
+  const sources = new Sources(loadedSources, {
+    log,
+    publisher: hubPublisher({
+      dispatcher,
+      policy,
+      maxJsonDepth: options.maxJsonDepth,
+      // Reading on while a record could reach only this instance's clients
+      // would deliver it here again on every retry.
+      accepting: () => transportState() !== 'down' && registryState() !== 'down'
+    })
+  })
   const handshakes: HandshakeCounters = emptyHandshakeCounters()
   const heartbeat = new Heartbeat(connections, options.heartbeatIntervalMs)
   const revalidator = new Revalidator(connections, options, log)
@@ -138,7 +153,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     protocolViolations: telemetry.protocolViolations,
     staleEnvelopesDropped: dispatcher.counters.staleEnvelopesDropped,
     brokerState: transportState(),
-    registryState: registryState()
+    registryState: registryState(),
+    sources: sources.statuses()
   })
   const hub = new WsHub({ instanceId, connections, dispatcher, directory, stats, maxJsonDepth: options.maxJsonDepth, policy, subscriptions, presence, history })
   protocol = new ProtocolHandler({
@@ -172,6 +188,15 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     connections.flushBatches()
     await closeAllSockets(fastify.websocketServer, connections, options.closeTimeoutMs)
   }
+  // Sources stop first, before any socket closes: what they delivered
+  // still reaches clients, and they commit it.
+  fastify.addHook('preClose', async () => {
+    try {
+      await sources.close()
+    } catch (err) {
+      log.error({ err }, 'ws-hub: an event source failed to close cleanly; what it did not commit is delivered again')
+    }
+  })
   await registerWebsocket(fastify, options, closeSockets, telemetry)
   guardUpgrades(fastify)
 
@@ -184,8 +209,9 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
     const health = (): HealthReport => {
       const broker = transportState()
       const registry = registryState()
-      const status = broker === 'down' || registry === 'down' ? 'degraded' : 'ok'
-      return { status, instanceId, broker, registry, connections: connections.count }
+      const status = broker === 'down' || registry === 'down' || sources.anyDown() ? 'degraded' : 'ok'
+      const states = sources.statuses().map(({ name, type, state }) => ({ name, type, state }))
+      return { status, instanceId, broker, registry, connections: connections.count, sources: states }
     }
     await registerRestRoutes(fastify, { prefix: options.rest.prefix, disable: options.rest.disable, auth: restAuth, hub, health, maxJsonDepth: options.maxJsonDepth })
     registerAsyncApiRoute(fastify, { prefix: options.rest.prefix, path: options.path, protocols: options.protocols, topics: options.topics })
@@ -240,6 +266,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   heartbeat.start()
   revalidator.start()
   sweeper = setInterval(() => admission.sweep(Date.now()), SWEEP_INTERVAL_MS).unref()
+  // Sources start once the app is listening-ready, not while it registers.
+  if (sources.size > 0) fastify.addHook('onReady', async () => { sources.start() })
 }
 
 export const wsHub = fp(wsHubPlugin, { fastify: '5.x', name: 'fastify-ws-hub' })
@@ -278,3 +306,10 @@ export { bearerToken } from './http/bearer-token.js'
 export { redactUrl, redactedRequestSerializer } from './http/redact.js'
 export { CHANNELS as diagnosticsChannels } from './telemetry.js'
 export type { ConnectEvent, DisconnectEvent, MessageEvent } from './telemetry.js'
+export type { SourceOption, KafkaSourceOptions, MqttSourceOptions, RedisStreamSourceOptions, PostgresOutboxSourceOptions, CustomSourceOptions } from './options/hub-options.js'
+export {
+  BAD_RECORD_REASONS, type BadRecordReason, type SourceConsumer, type SourceSink, type SourceRecord, type SourceContext,
+  type SourceTarget, type MapResult, type SourceMap, type SourceState, type SourceStatus
+} from './sources/source.js'
+export type { KafkaSourceRecord, MqttSourceRecord, StreamEntry, OutboxRow } from './sources/records.js'
+export type { Lease, LeaseFactory } from './sources/leases/lease.js'

@@ -15,6 +15,58 @@ export interface MetricsDeps {
   telemetry: Telemetry
 }
 
+type SourceList = HubStats['sources']
+
+/**
+ * Per event source, labelled by its name (bounded: the sources are fixed at
+ * register time). The state is a state set: one series per state, 1 for
+ * the current one.
+ */
+function registerSourceMetrics (prom: typeof import('prom-client'), p: string, registers: PromRegistry[], sources: () => SourceList): void {
+  const labelled = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], fill: (set: (labels: Record<string, string>, value: number) => void) => void): void => {
+    if (kind === 'counter') {
+      const metric: import('prom-client').Counter<string> = new prom.Counter({
+        name: p + name,
+        help,
+        labelNames,
+        registers,
+        collect () {
+          metric.reset()
+          fill((labels, value) => { if (value > 0) metric.inc(labels, value) })
+        }
+      })
+      return
+    }
+    const metric: import('prom-client').Gauge<string> = new prom.Gauge({
+      name: p + name,
+      help,
+      labelNames,
+      registers,
+      collect () {
+        metric.reset()
+        fill((labels, value) => { metric.set(labels, value) })
+      }
+    })
+  }
+  labelled('counter', 'source_records_total', 'Records an event source handed to the hub, by outcome', ['source', 'outcome'], (set) => {
+    for (const s of sources()) {
+      set({ source: s.name, outcome: 'published' }, s.published)
+      set({ source: s.name, outcome: 'filtered' }, s.filtered)
+      set({ source: s.name, outcome: 'dead_lettered' }, s.deadLettered)
+      for (const [reason, count] of Object.entries(s.skipped)) set({ source: s.name, outcome: `skipped_${reason}` }, count)
+    }
+  })
+  labelled('gauge', 'source_lag', 'Records waiting in an event source\'s service (-1: unknown)', ['source'], (set) => {
+    for (const s of sources()) set({ source: s.name }, s.lag ?? -1)
+  })
+  labelled('gauge', 'source_state', 'An event source\'s state: 1 for its current one of up, paused, down', ['source', 'state'], (set) => {
+    for (const s of sources()) for (const state of ['up', 'paused', 'down']) set({ source: s.name, state }, s.state === state ? 1 : 0)
+  })
+  labelled('gauge', 'source_active', '1 while this instance reads the source (0: another holds an ordered source\'s lease)', ['source'], (set) => {
+    for (const s of sources()) set({ source: s.name }, s.active ? 1 : 0)
+  })
+}
+
 /**
  * Prometheus metrics. Values are read from the hub's own counters at scrape
  * time (`collect`), so the send path pays nothing for them. Labels are
@@ -94,6 +146,7 @@ export async function registerMetrics (fastify: FastifyInstance, deps: MetricsDe
     registers
   })
   telemetry.observePublishes((seconds) => publishSeconds.observe(seconds))
+  registerSourceMetrics(prom, p, registers, () => stats().sources)
 
   await fastify.register(async (scope) => {
     if (deps.auth !== undefined) scope.addHook('onRequest', authHook(deps.auth))

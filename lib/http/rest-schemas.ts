@@ -95,18 +95,44 @@ export const HistoryResponse = Type.Object({
   complete: ServerFrames.history.properties.complete
 })
 
+const SourceState = Type.Union([Type.Literal('up'), Type.Literal('paused'), Type.Literal('down')], {
+  description: '`paused` while the hub cannot take publications (the transport, registry or history store is down): the source holds what it read and reads no more; `down` while its service is unreachable'
+})
+
 export const HealthSchema = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], { description: '`degraded` while the broker or the registry is down' }),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], { description: '`degraded` while the broker, the registry or an event source is down' }),
   instanceId: Type.String(),
   broker: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')]),
   registry: Type.Union([Type.Literal('up'), Type.Literal('down')], { description: 'The cluster state (limits and directory); `down` while it is unreachable or hangs, when handshakes are refused' }),
-  connections: Type.Integer()
+  connections: Type.Integer(),
+  sources: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), state: SourceState }), { description: 'The event sources of this instance' })
 })
 export type HealthReport = Static<typeof HealthSchema>
 
 export const LiveSchema = Type.Object({ status: Type.Literal('ok') })
 
 const Count = Type.Integer({ minimum: 0 })
+const BadRecords = Type.Object({
+  invalid_json: Count,
+  map_failed: Count,
+  invalid_target: Count,
+  unknown_topic: Count,
+  invalid_message: Count
+}, { description: 'Bad records skipped, by reason' })
+
+export const SourceStatusSchema = Type.Object({
+  name: Type.String(),
+  type: Type.String(),
+  state: SourceState,
+  active: Type.Boolean({ description: 'false while another instance holds an `ordered` source\'s lease' }),
+  recordsIn: Type.Integer({ minimum: 0, description: 'Records the hub took: published, filtered, skipped or dead-lettered (a redelivered record counts again)' }),
+  published: Count,
+  filtered: Type.Integer({ minimum: 0, description: 'Records `map` returned null for' }),
+  skipped: BadRecords,
+  deadLettered: Count,
+  lag: Type.Union([Type.Integer(), Type.Null()], { description: 'Records waiting in the service (Kafka consumer lag, stream entries undelivered and pending, outbox rows); null when unknown' })
+})
+
 export const StatsSchema = Type.Object({
   instanceId: Type.String(),
   connections: Count,
@@ -140,7 +166,8 @@ export const StatsSchema = Type.Object({
   /** Envelopes from other instances older than `maxEnvelopeAgeMs` on arrival, dropped (also in `remoteEnvelopesIn`). */
   staleEnvelopesDropped: Count,
   brokerState: Type.Union([Type.Literal('none'), Type.Literal('up'), Type.Literal('down')]),
-  registryState: Type.Union([Type.Literal('up'), Type.Literal('down')])
+  registryState: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+  sources: Type.Array(SourceStatusSchema)
 })
 
 /** Counters of one instance, as `stats()` and `GET /stats` report them. */

@@ -11,6 +11,7 @@ import {
 } from './backend-options.js'
 import { isRecord, opaque, OptionSchema, withDefault, type Alias, type Filled } from './normalize.js'
 import { normalizeTopics, PermissionOptions, type TopicsConfig } from './topic-options.js'
+import { normalizeSources, SourceSchema, type SourceConfig } from './source-options.js'
 
 export { OptionsError }
 export type {
@@ -18,6 +19,9 @@ export type {
   RedisBrokerOptions, KafkaBrokerOptions, RedisRegistryOptions,
   HistoryOption, HistoryConfig
 } from './backend-options.js'
+export type {
+  SourceOption, SourceConfig, KafkaSourceOptions, MqttSourceOptions, RedisStreamSourceOptions, PostgresOutboxSourceOptions, CustomSourceOptions
+} from './source-options.js'
 
 export type { RestAuth, Identity, Authenticate, Revalidate, Authorize, AuthorizeRequest } from './hooks.js'
 export type { TopicsOption, TopicRulesOption, TopicRules, TopicsConfig } from './topic-options.js'
@@ -132,7 +136,9 @@ const HubSchema = Type.Object({
   /** Publications one recovery may replay; a client further behind gets `recovered: false`. */
   maxRecovery: withDefault(Int(1), 300),
   /** How long a publish's `idempotencyKey` is remembered per topic. */
-  idempotencyWindowMs: withDefault(Int(1), 300_000)
+  idempotencyWindowMs: withDefault(Int(1), 300_000),
+  /** Streams of other services (Kafka, MQTT, Redis Streams, a PostgreSQL outbox) whose records the hub publishes. */
+  sources: withDefault(Type.Array(SourceSchema), [])
 }, { additionalProperties: false })
 
 // Time options end in Ms; the old names are accepted for one release.
@@ -155,7 +161,9 @@ export type WsHubOptions = Omit<Static<typeof HubSchema>, 'broker'> & Deprecated
 type Filled_ = Filled<typeof HubSchema>
 
 /** Options after validation and defaulting: every field with a default is present. */
-export interface NormalizedOptions extends Omit<Filled_, 'rest' | 'allowedOrigins' | 'topics' | 'history'> {
+export interface NormalizedOptions extends Omit<Filled_, 'rest' | 'allowedOrigins' | 'topics' | 'history' | 'sources'> {
+  /** Validated, each with its defaults and a unique name. */
+  sources: SourceConfig[]
   /** Always present: the default is filled in from the registry. */
   history: HistoryConfig
   rest: false | (Omit<Filled<typeof RestSchema>, 'disable'> & { disable: ReadonlySet<RestRouteName> })
@@ -179,7 +187,7 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
   if (!isRecord(given)) throw new OptionsError(`fastify-ws-hub: options must be an object (got ${typeof given})`)
   // Backends apart: their `type` picks the one schema to check against, and
   // a union's defaulting would copy a user's transport or directory.
-  const { broker, registry, history, ...others } = given
+  const { broker, registry, history, sources, ...others } = given
   const options = hub.normalize(others, '')
   const { rest, allowedOrigins } = options
   const registryConfig = registry === undefined ? options.registry : normalizeRegistry(registry)
@@ -189,6 +197,7 @@ export function normalizeOptions (input: WsHubOptions | undefined): NormalizedOp
     broker: broker === undefined ? options.broker : normalizeBroker(broker),
     registry: registryConfig,
     history: history === undefined ? defaultHistory(registryConfig) : normalizeHistory(history),
+    sources: normalizeSources(sources),
     rest: rest === false ? false : { prefix: rest.prefix, auth: rest.auth, disable: new Set(rest.disable) },
     allowedOrigins: allowedOrigins === undefined ? null : new Set(allowedOrigins)
   }

@@ -1,9 +1,9 @@
-import Type from 'typebox'
+import Type, { type Static } from 'typebox'
 import type { ConnectionOptions } from 'node:tls'
 import type { Redis } from 'ioredis'
 import type { SASLOptions } from 'kafkajs'
 import { OptionsError } from '../errors.js'
-import type { SourceMap } from '../sources/source.js'
+import type { SourceConsumer, SourceMap } from '../sources/source.js'
 import type { KafkaSourceRecord, MqttSourceRecord, OutboxRow, StreamEntry } from '../sources/records.js'
 import { typeOf } from './backend-options.js'
 import { opaque, OptionSchema, withDefault, type Filled } from './normalize.js'
@@ -50,21 +50,45 @@ const KafkaSourceSchema = Type.Object({
 const MqttSourceSchema = Type.Object({
   type: Type.Literal('mqtt'),
   ...common,
+  /** `mqtt://`, `mqtts://`, `ws://` or `wss://`. The broker must speak MQTT 5. */
   url: nonEmpty,
   /** Topic filters (`+` and `#` allowed). Subscribed as MQTT 5 shared subscriptions `$share/<group>/<filter>`. */
   subscriptions: names,
+  /** The shared subscription group every hub instance joins: each message goes to one of them. */
   group: withDefault(Type.String({ minLength: 1, pattern: '^[^/+#]+$', errorMessage: 'must be non-empty, without / + #' }), 'ws-hub'),
+  /**
+   * The most the broker delivers at. At 2 the hub holds back PUBREC until
+   * it took the message, so a refused message is still the broker's.
+   */
   qos: withDefault(Type.Union([Type.Literal(1), Type.Literal(2)], { errorMessage: 'must be 1 or 2' }), 1),
-  /** Default: `ws-hub-<group>-<instanceId>`. */
+  /**
+   * Default: `ws-hub-<group>-<instanceId>`; with `ordered`,
+   * `ws-hub-<group>-<name>`, one id for the group, so the session (what was
+   * not acknowledged, what was queued meanwhile) moves with the lease.
+   */
   clientId: Type.Optional(nonEmpty),
   username: Type.Optional(Type.String()),
   password: Type.Optional(Type.String()),
-  /** Keep the session this long (seconds) across a reconnect, so the broker keeps unacknowledged messages for it. 0: a clean session. */
+  /**
+   * Keep the session this long (seconds) across a reconnect, so the broker
+   * keeps unacknowledged messages for it. 0: a clean session. A session
+   * outlives the process only under the same client id: set `clientId` or
+   * the hub's `instanceId` to one that survives a restart.
+   */
   sessionExpirySec: withDefault(integer(0, 4_294_967_295), 0),
+  /** The wait between attempts to reconnect after the connection dropped (MQTT.js retries at this fixed interval). */
+  reconnectMs: withDefault(integer(100, 600_000), 1_000),
   /** One instance at a time reads (a lease on the registry) without a shared subscription, so order is kept. */
   ordered: withDefault(Type.Boolean(), false),
-  /** Bad packets are published (QoS 1) to this MQTT topic, with the reason in user properties. */
-  deadLetter: Type.Optional(Type.Object({ topic: nonEmpty }, { additionalProperties: false })),
+  /**
+   * Bad packets are published (QoS 1) to this MQTT topic, with the reason in
+   * user properties. It needs a subscriber (or a persistent session
+   * subscribed to it): a dead letter nobody takes is refused and the source
+   * waits, as a bad record is kept rather than dropped.
+   */
+  deadLetter: Type.Optional(Type.Object({
+    topic: Type.String({ minLength: 1, pattern: '^[^+#]+$', errorMessage: 'must be a topic name, without + #' })
+  }, { additionalProperties: false })),
   map: mapOf<MqttSourceRecord>()
 }, { additionalProperties: false })
 
@@ -76,15 +100,29 @@ const RedisStreamSourceSchema = Type.Object({
   streams: names,
   group: withDefault(nonEmpty, 'ws-hub'),
   from: From,
-  /** Entries read per request. */
+  /** Entries read per request, per stream. */
   count: withDefault(integer(1, 10_000), 100),
-  /** Longest one blocking read waits on an idle stream. */
+  /** Longest one blocking read waits on an idle stream (it holds a connection of its own meanwhile). */
   blockMs: withDefault(integer(1, 60_000), 1_000),
-  /** Entries another consumer read and has not acknowledged for this long are claimed (its instance is taken as dead). */
+  /**
+   * Entries another consumer read and has not acknowledged for this long are
+   * claimed (its instance is taken as dead). Group consumers with nothing
+   * pending and idle ten times this long are deleted, so the ids of dead
+   * instances do not pile up.
+   */
   claimIdleMs: withDefault(integer(100), 30_000),
   /** One instance at a time reads (a lease in the same Redis), so order is kept. */
   ordered: withDefault(Type.Boolean(), false),
-  /** Bad entries are added to this stream, with `reason`, `stream` and `id` fields beside theirs. */
+  /**
+   * How long an `ordered` source's lease lasts unless renewed (every third of
+   * it): at most this long after its holder dies another instance reads on.
+   */
+  leaseMs: withDefault(integer(100, 600_000), 10_000),
+  /**
+   * Bad entries are added to this stream: their own fields, then
+   * `ws-hub-reason`, `ws-hub-source-stream` and `ws-hub-source-id`. Trimmed
+   * to about the last 100 000 entries (`MAXLEN ~`), so it stays bounded.
+   */
   deadLetter: Type.Optional(Type.Object({ stream: nonEmpty }, { additionalProperties: false })),
   map: mapOf<StreamEntry>()
 }, { additionalProperties: false })
@@ -109,19 +147,42 @@ const PostgresOutboxSourceSchema = Type.Object({
   map: mapOf<OutboxRow>()
 }, { additionalProperties: false })
 
-export const SourceSchema = Type.Union([KafkaSourceSchema, MqttSourceSchema, RedisStreamSourceSchema, PostgresOutboxSourceSchema])
+/**
+ * A consumer of your own (NATS JetStream, RabbitMQ, a webhook queue): it
+ * reads and acknowledges, the hub maps, checks and publishes. It is yours:
+ * the hub starts and closes it with the others. `fastify-ws-hub/testing`'s
+ * `sourceSuite` checks it keeps the contract.
+ */
+const CustomSourceSchema = Type.Object({
+  type: Type.Literal('custom'),
+  ...common,
+  consumer: instance<SourceConsumer>(),
+  map: mapOf<unknown>()
+}, { additionalProperties: false })
+
+export const SourceSchema = Type.Union([KafkaSourceSchema, MqttSourceSchema, RedisStreamSourceSchema, PostgresOutboxSourceSchema, CustomSourceSchema])
+
+/** One entry of `sources`, as users write it. */
+export type SourceOption = Static<typeof SourceSchema>
+export type KafkaSourceOptions = Static<typeof KafkaSourceSchema>
+export type MqttSourceOptions = Static<typeof MqttSourceSchema>
+export type RedisStreamSourceOptions = Static<typeof RedisStreamSourceSchema>
+export type PostgresOutboxSourceOptions = Static<typeof PostgresOutboxSourceSchema>
+export type CustomSourceOptions = Static<typeof CustomSourceSchema>
 
 export type KafkaSourceConfig = Filled<typeof KafkaSourceSchema>
 export type MqttSourceConfig = Filled<typeof MqttSourceSchema>
 export type RedisStreamSourceConfig = Filled<typeof RedisStreamSourceSchema>
 export type PostgresOutboxSourceConfig = Filled<typeof PostgresOutboxSourceSchema>
-export type SourceConfig = (KafkaSourceConfig | MqttSourceConfig | RedisStreamSourceConfig | PostgresOutboxSourceConfig) & { name: string }
+export type CustomSourceConfig = Filled<typeof CustomSourceSchema>
+export type SourceConfig = (KafkaSourceConfig | MqttSourceConfig | RedisStreamSourceConfig | PostgresOutboxSourceConfig | CustomSourceConfig) & { name: string }
 
 const schemas = {
   kafka: new OptionSchema(KafkaSourceSchema),
   mqtt: new OptionSchema(MqttSourceSchema),
   'redis-stream': new OptionSchema(RedisStreamSourceSchema),
-  'postgres-outbox': new OptionSchema(PostgresOutboxSourceSchema)
+  'postgres-outbox': new OptionSchema(PostgresOutboxSourceSchema),
+  custom: new OptionSchema(CustomSourceSchema)
 }
 
 /** Defaults of each source type's optional fields, for the README and tests. */
@@ -142,6 +203,7 @@ function normalizeOne (value: unknown, at: string): Omit<SourceConfig, 'name'> &
       return config
     }
     case 'postgres-outbox': return schemas['postgres-outbox'].normalize(value, at)
+    case 'custom': return schemas.custom.normalize(value, at)
   }
 }
 

@@ -18,6 +18,8 @@ export async function createConsumer (config: SourceConfig, context: SourceConte
       const { RedisStreamSource } = await loadBackend('ioredis', option, async () => import('./redis-stream/redis-stream-source.js'))
       return new RedisStreamSource(config, context)
     }
+    case 'custom':
+      return config.consumer
     case 'postgres-outbox': {
       const { PostgresOutboxSource } = await loadBackend('pg', option, async () => import('./postgres-outbox/postgres-outbox-source.js'))
       return new PostgresOutboxSource(config, context)
