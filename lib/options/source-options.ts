@@ -5,6 +5,7 @@ import type { SASLOptions } from 'kafkajs'
 import { OptionsError } from '../errors.js'
 import type { SourceConsumer, SourceMap } from '../sources/source.js'
 import type { KafkaSourceRecord, MqttSourceRecord, OutboxRow, StreamEntry } from '../sources/records.js'
+import { IDENTIFIER_PATTERN, TABLE_PATTERN } from '../sources/postgres-outbox/outbox-names.js'
 import { typeOf } from './backend-options.js'
 import { opaque, OptionSchema, withDefault, type Filled } from './normalize.js'
 
@@ -130,20 +131,31 @@ const RedisStreamSourceSchema = Type.Object({
 const PostgresOutboxSourceSchema = Type.Object({
   type: Type.Literal('postgres-outbox'),
   ...common,
+  /** Where the outbox is: `postgres://user@host:5432/db`. The source opens a small pool of its own (up to 4 connections). */
   connectionString: nonEmpty,
-  table: withDefault(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)?$', errorMessage: 'must be a table name, optionally schema-qualified' }), 'ws_outbox'),
+  /** The outbox table, as `outboxDdl(table)` creates it; names are used as written (quoted). */
+  table: withDefault(Type.String({ pattern: TABLE_PATTERN, errorMessage: 'must be a table name (letters, digits, _; up to 55 characters), optionally schema-qualified' }), 'ws_outbox'),
   /** The `LISTEN` channel the table's trigger notifies. Default: the table name without its schema. */
-  channel: Type.Optional(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' })),
+  channel: Type.Optional(Type.String({ pattern: IDENTIFIER_PATTERN, errorMessage: 'must be an identifier (letters, digits, _; up to 63 characters)' })),
   /** Rows claimed per transaction. */
   batchSize: withDefault(integer(1, 10_000), 100),
-  /** A poll even without a notification, for one that was missed. */
+  /** A poll even without a notification, for one that was missed (the listening connection was down). */
   pollIntervalMs: withDefault(integer(10), 1_000),
-  /** `delete` removes a delivered row; `mark` sets its `delivered_at`. */
-  onDelivered: withDefault(Type.Union([Type.Literal('delete'), Type.Literal('mark')]), 'delete'),
-  /** One instance at a time reads (a PostgreSQL advisory lock), so rows go out in id order. */
+  /** `delete` removes a delivered row; `mark` sets its `delivered_at` (and leaves clearing old rows to you). */
+  onDelivered: withDefault(Type.Union([Type.Literal('delete'), Type.Literal('mark')], { errorMessage: 'must be "delete" or "mark"' }), 'delete'),
+  /**
+   * One instance at a time reads (a session-level PostgreSQL advisory lock;
+   * the others try every second), so rows go out in id order, except rows
+   * committed out of id order.
+   */
   ordered: withDefault(Type.Boolean(), false),
-  /** Bad rows stay in the table with the reason in this column, and are not read again. */
-  deadLetter: Type.Optional(Type.Object({ column: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) }, { additionalProperties: false })),
+  /**
+   * Bad rows stay in the table with the reason in this column, and are not
+   * read again (whatever `onDelivered` says). Left out, bad rows are skipped:
+   * deleted or marked like delivered ones. Rows with a value in this column
+   * (`failed_reason` when left out) are never read.
+   */
+  deadLetter: Type.Optional(Type.Object({ column: Type.String({ pattern: IDENTIFIER_PATTERN, errorMessage: 'must be a column name' }) }, { additionalProperties: false })),
   map: mapOf<OutboxRow>()
 }, { additionalProperties: false })
 
