@@ -7,7 +7,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import { SourceRunner, type SourcePublisher } from '../sources/source-runner.js'
-import type { SourceConsumer, SourceTarget } from '../sources/source.js'
+import type { SourceConsumer, SourceStatus, SourceTarget } from '../sources/source.js'
 import type { TapLike } from './tap-like.js'
 
 export interface SourceFixture {
@@ -107,6 +107,12 @@ export async function sourceSuite (t: TapLike, name: string, fixture: SourceFixt
     return runner
   }
 
+  /** Waits until the runner's counters say `done` (or the timeout passed: the assertions after tell what is missing). */
+  async function counted (runner: SourceRunner, done: (status: SourceStatus) => boolean): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!done(runner.status()) && Date.now() < deadline) await sleep(10)
+  }
+
   /** Produces `probe` records until one is published: the consumer is reading (a Kafka group join takes seconds). */
   async function reading (place: string, publisher: FakePublisher, probe: number): Promise<void> {
     const deadline = Date.now() + timeoutMs
@@ -131,6 +137,8 @@ export async function sourceSuite (t: TapLike, name: string, fixture: SourceFixt
       t.ok(got.every((p) => typeof p.key === 'string' && p.key.length > 0), 'every publication has a key')
       t.equal(new Set(got.map((p) => p.key)).size, 20, 'keys are distinct')
     }
+    // The runner counts a delivery once all of its publishes settled, a moment after the last one landed.
+    await counted(runner, (status) => status.published >= 20)
     const status = runner.status()
     t.equal(status.state, 'up')
     t.equal(status.published >= 20, true, 'published counted')
@@ -186,6 +194,7 @@ export async function sourceSuite (t: TapLike, name: string, fixture: SourceFixt
     const deadline = Date.now() + timeoutMs
     while (publisher.published.length < 3 && Date.now() < deadline) await sleep(50)
     t.same(got.map((p) => p.n), [0, 1, 3], 'good records published, bad ones not')
+    await counted(runner, (status) => status.recordsIn >= 6)
     const skipped = runner.status().skipped
     t.equal(skipped.invalid_json, 1)
     t.equal(skipped.invalid_target, 1)
