@@ -15,6 +15,7 @@ import { RedisStreamSource, leaseKey } from '../lib/sources/redis-stream/redis-s
 import { SourceRunner } from '../lib/sources/source-runner.js'
 import type { SourceContext } from '../lib/sources/source.js'
 import { FakePublisher, sourceSuite, uniqueName } from '../lib/testing/source-suite.js'
+import { PrivateRedis, needsRedisServer } from './helpers/redis-server.js'
 
 const quiet: FastifyBaseLogger = {
   level: 'silent',
@@ -212,6 +213,28 @@ if (!await redisAnswers()) {
     await runner.close()
     t.equal(client.status, 'ready', 'the user\'s client is still open')
     t.equal(await client.ping(), 'PONG')
+  })
+
+  t.test('redis-stream: down while Redis is, reads on by itself once it is back (a Redis restarted empty gets its group again)', { skip: needsRedisServer() }, async (t) => {
+    const server = await PrivateRedis.start(t)
+    const stream = 'restart-stream'
+    const [config] = normalizeSources([{ type: 'redis-stream', url: server.url, streams: [stream], blockMs: 200, from: 'earliest' }])
+    if (config?.type !== 'redis-stream') throw new Error('not a redis-stream source')
+    const producer = new Redis(server.url, { maxRetriesPerRequest: 0, retryStrategy: () => 50 })
+    producer.on('error', () => {})
+    t.teardown(() => { producer.disconnect() })
+    const publisher = new FakePublisher()
+    const { runner } = await run(t, config, publisher)
+    await producer.xadd(stream, '*', 'payload', record(0))
+    await publisher.waitFor(1, 10_000)
+    await server.stop()
+    await until(() => runner.status().state === 'down', 5_000, 'the source to say it is down')
+    await server.start()
+    await until(() => producer.status === 'ready', 5_000, 'the producer to reconnect')
+    await producer.xadd(stream, '*', 'payload', record(1))
+    await publisher.waitFor(2, 15_000)
+    t.same(publisher.firsts(), [0, 1], 'the entry added after the restart')
+    t.equal(runner.status().state, 'up')
   })
 
   t.test('redis-stream: entries a dead consumer read and never acknowledged are claimed after claimIdleMs, and the dead consumer is deleted', async (t) => {

@@ -46,7 +46,11 @@ export class StreamReader {
   async read (): Promise<StreamBatch[]> {
     const { connection, group, consumer, count, blockMs, streams } = this.#options
     if (this.#clientId === null) {
-      this.#clientId = await connection.client('ID').then((id) => Number(id), () => false as const)
+      this.#clientId = await connection.client('ID').then((id) => Number(id), (err: unknown) => {
+        // Refused (an ACL without CLIENT): close drops the socket instead. Anything else is the read's failure.
+        if (err instanceof Error && err.name === 'ReplyError') return false as const
+        throw err
+      })
     }
     const pending = this.#pending
     const args: Array<string | number> = ['GROUP', group, consumer, 'COUNT', count]

@@ -72,6 +72,7 @@ export class RedisStreamSource implements SourceConsumer {
   #loop: Promise<void> = Promise.resolve()
   #claiming: Promise<void> = Promise.resolve()
   #claimTimer: NodeJS.Timeout | null = null
+  #claimBusy = false
   #groupsReady = false
   /** The lease is held and the hand-over claimed: this instance may read. */
   #holding = false
@@ -106,6 +107,8 @@ export class RedisStreamSource implements SourceConsumer {
       // ioredis goes on reconnecting by itself; the loop waits for it.
       this.#connected(false, err)
     }
+    // Closed while connecting: close already closed the connections and waits for nothing more.
+    if (this.#stop.signal.aborted) return
     this.#loop = this.#run(opened, sink)
     // Half the idle time: an entry is claimed between claimIdleMs and 1.5 × claimIdleMs after its reader stopped.
     this.#claimTimer = setInterval(() => { this.#claimRound(opened) }, Math.max(50, Math.floor(this.#config.claimIdleMs / 2))).unref()
@@ -262,7 +265,8 @@ export class RedisStreamSource implements SourceConsumer {
       this.#context.log.error({ err, source: this.#context.name }, err.message)
       return
     }
-    // A stream deleted (or a Redis restarted empty) takes the group with it: create it again.
+    // A stream deleted (or a Redis restarted empty) takes the group with it: create it again,
+    // per `from` (with `latest`, entries added before that are not read).
     if (isNoGroup(err)) this.#groupsReady = false
     // No reply within BLOCK plus the command timeout: a hung server; a new socket finds out.
     if (err instanceof Error && err.message === 'Command timed out') opened.connection.disconnect(true)
@@ -271,7 +275,9 @@ export class RedisStreamSource implements SourceConsumer {
 
   #claimRound (opened: Opened): void {
     const lease = opened.lease
-    if (this.#stop.signal.aborted || opened.commands.status !== 'ready' || (lease !== null && !this.#holding)) return
+    // One round at a time: a slow Redis must not pile rounds up behind each other.
+    if (this.#claimBusy || this.#stop.signal.aborted || opened.commands.status !== 'ready' || (lease !== null && !this.#holding)) return
+    this.#claimBusy = true
     this.#claiming = this.#claiming.then(async () => {
       try {
         if (await this.#claimer.round(opened.commands) === 0) return
@@ -280,6 +286,8 @@ export class RedisStreamSource implements SourceConsumer {
         await opened.reader.interrupt(opened.commands)
       } catch (err) {
         this.#failures.record(err, { source: this.#context.name })
+      } finally {
+        this.#claimBusy = false
       }
     })
   }
