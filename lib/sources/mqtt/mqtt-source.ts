@@ -110,19 +110,25 @@ export class MqttSource implements SourceConsumer {
       this.#context.log.info({ clientId: this.#clientId }, `ws-hub: MQTT source ${this.#context.name} holds its lease and reads`)
       reader.opened().catch(() => {}) // reported through sink.connected
       await new Promise<void>((resolve) => {
-        this.#turnEnded = resolve
-        signal.addEventListener('abort', () => { resolve() }, { once: true })
+        const end = (): void => {
+          signal.removeEventListener('abort', end)
+          this.#turnEnded = null
+          resolve()
+        }
+        this.#turnEnded = end
+        signal.addEventListener('abort', end, { once: true })
       })
-      this.#turnEnded = null
       if (signal.aborted) return
     }
   }
 
   /** The lease was lost (not renewed in time, taken over): another instance reads now, so stop at once. */
   #lost (): void {
+    // Closing: the reader is already being closed, its last ack sent.
+    if (this.#stopTurns.signal.aborted) return
     const reader = this.#reader
     this.#reader = null
-    if (reader === null || this.#stopTurns.signal.aborted) return
+    if (reader === null) return
     this.#context.log.warn({ clientId: this.#clientId }, `ws-hub: MQTT source ${this.#context.name} lost its lease; it stops reading and waits for it again`)
     this.#previous = reader.idle()
     reader.abandon().catch((err: unknown) => { this.#context.log.warn({ err }, 'ws-hub: MQTT source could not drop its connection after losing its lease') })
