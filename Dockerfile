@@ -2,7 +2,8 @@
 # The example server (chat page, Swagger docs, demo service) on fastify-ws-hub.
 #   docker build -t fastify-ws-hub-example .
 #   docker run --rm -p 3000:3000 fastify-ws-hub-example      -> http://localhost:3000
-# With Redis and Kafka, see docker-compose.yml.
+# With Redis and Kafka, see docker-compose.yml. The same image runs the
+# Kafka price feed: node .build/example/price-feed.js
 
 # ---- build: compile the library (dist/) and the example (.build/example/) ----
 FROM node:20-slim AS build
@@ -15,10 +16,12 @@ COPY example ./example
 RUN npm run build && npx tsc -p example/tsconfig.json
 
 # Runtime packages: the library's dependencies, plus what the example imports
-# that the library lists as devDependencies. The script moves those to
-# dependencies in this stage's package.json only; prune then drops the rest.
-# Versions stay those of the lockfile, and nothing is downloaded.
-RUN node example/docker/promote-dependencies.mjs fastify @fastify/swagger @fastify/swagger-ui @fastify/static && \
+# that the library lists as devDependencies, plus the clients of the backends
+# docker-compose.yml configures (ioredis, kafkajs: optional peers the library
+# loads only when asked to). The script moves those to dependencies in this
+# stage's package.json only; prune then drops the rest. Versions stay those
+# of the lockfile, and nothing is downloaded.
+RUN node example/docker/promote-dependencies.mjs fastify @fastify/swagger @fastify/swagger-ui @fastify/static ioredis kafkajs && \
     npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime ----

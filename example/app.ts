@@ -27,7 +27,7 @@ export const CLIENT_PREFIX = '/client/'
 
 /**
  * Who may read and write which topics. `prices` (no `:`, so under
- * `default`) is the ticker's: only the server publishes there, and what it
+ * `default`) is the price feed's: only the server publishes there, and what it
  * publishes must be a tick, so no browser can push fake prices. `chat:*`
  * rooms are open to anyone who subscribed, with presence and join/leave.
  * `user:<id>` is a user's inbox (notifications.ts): its owner subscribes,
@@ -83,7 +83,10 @@ export async function buildExampleApp (env: Env = process.env, server: FastifySe
 
   if (!secured) app.log.warn('example: API_KEY is unset, so the REST push API is open to anyone who can reach it; set API_KEY to protect it')
   await app.register(wsHub, { ...config.hub, topics: EXAMPLE_TOPICS, service: demoService, authenticate: demoIdentity })
-  registerTicker(app)
+  // With KAFKA_BROKERS the ticks come from price-feed.ts through a source
+  // (config.ts); a ticker in each instance as well would add one more copy
+  // of every price per instance.
+  if ((config.hub.sources ?? []).length === 0) registerTicker(app)
 
   // Only the files present at start are served (no wildcard route), and `/`
   // is index.html.

@@ -2,9 +2,15 @@
  * Turns environment variables into server and hub options. Parsing happens
  * once, up front, so a typo in the environment stops the server at start
  * instead of surfacing as odd behaviour later.
+ *
+ * PORT, HOST, LOG_LEVEL, API_KEY, MAX_CONNECTIONS_PER_IP: the server.
+ * REDIS_URL, KAFKA_BROKERS: the backends (see `backends`). KAFKA_BROKERS
+ * also turns on the Kafka price feed (see `priceFeedSource`), whose topic
+ * and consumer group PRICE_FEED_TOPIC and PRICE_FEED_GROUP override.
  */
-import type { BrokerOption, RegistryOption, WsHubOptions } from 'fastify-ws-hub'
+import type { BrokerOption, KafkaSourceOptions, KafkaSourceRecord, RegistryOption, SourceTarget, WsHubOptions } from 'fastify-ws-hub'
 import { apiKeyAuth } from './api-key.js'
+import { PRICES_TOPIC } from './prices.js'
 
 export interface ExampleConfig {
   port: number
@@ -26,12 +32,29 @@ export const CONFIG_DEFAULTS = Object.freeze({
   logLevel: 'info'
 })
 
+/** The Kafka topic price-feed.ts produces ticks to and the app's source reads. */
+export const PRICE_FEED_TOPIC = 'ws-hub-prices'
+/**
+ * The consumer group every app instance joins: Kafka hands each tick to one
+ * of them, and the hub publishes it to the subscribers of all.
+ */
+export const PRICE_FEED_GROUP = 'example-prices'
+
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
+/** Where the price feed is: what price-feed.ts produces to and the app's source reads. */
+export interface PriceFeedConfig {
+  brokers: string[]
+  topic: string
+  group: string
+}
+
 export function readConfig (env: Env): ExampleConfig {
   const hub: WsHubOptions = { ...backends(env) }
+  const feed = priceFeed(env)
+  if (feed !== undefined) hub.sources = [priceFeedSource(feed)]
   const perIp = integer(env, 'MAX_CONNECTIONS_PER_IP', 1, Number.MAX_SAFE_INTEGER)
   if (perIp !== undefined) hub.maxConnectionsPerIp = perIp
   // The hub refuses to guess: the push API is open only by an explicit
@@ -62,6 +85,40 @@ function backends (env: Env): { broker?: BrokerOption, registry?: RegistryOption
   }
   if (kafkaBrokers !== undefined) result.broker = { type: 'kafka', brokers: kafkaBrokers }
   return result
+}
+
+/** The price feed's settings, for price-feed.ts; it has nothing to produce to without KAFKA_BROKERS. */
+export function readPriceFeedConfig (env: Env): PriceFeedConfig {
+  const feed = priceFeed(env)
+  if (feed === undefined) throw new ConfigError('KAFKA_BROKERS must be set: the price feed produces to Kafka')
+  return feed
+}
+
+function priceFeed (env: Env): PriceFeedConfig | undefined {
+  const brokers = list(env, 'KAFKA_BROKERS')
+  if (brokers === undefined) return undefined
+  return { brokers, topic: text(env, 'PRICE_FEED_TOPIC') ?? PRICE_FEED_TOPIC, group: text(env, 'PRICE_FEED_GROUP') ?? PRICE_FEED_GROUP }
+}
+
+/**
+ * The ticks price-feed.ts produces, read by one instance each (a shared
+ * consumer group) and published to `prices` on every instance. `from` stays
+ * `latest`: a new group starts at the live price, not at old ticks.
+ */
+function priceFeedSource (feed: PriceFeedConfig): KafkaSourceOptions {
+  return { type: 'kafka', name: 'price-feed', brokers: feed.brokers, topics: [feed.topic], groupId: feed.group, map: tickTarget }
+}
+
+/**
+ * A record's value is one tick as JSON. A value that is not JSON throws a
+ * SyntaxError, which the hub counts as `invalid_json`; one of the wrong
+ * shape fails the topic's schema (`invalid_message`). A record with no value
+ * (a tombstone) carries no tick and is skipped.
+ */
+function tickTarget (record: KafkaSourceRecord): SourceTarget | null {
+  if (record.value === null) return null
+  const message: unknown = JSON.parse(record.value)
+  return { topic: PRICES_TOPIC, message }
 }
 
 /** A set, non-blank variable, trimmed; blank counts as unset, as shells often export `X=`. */

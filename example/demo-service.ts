@@ -5,7 +5,9 @@
  * - a custom message type: `{"type":"roll","sides":6}` is answered with
  *   `{"type":"rolled","sides":6,"value":4}` to the sender only;
  * - a price ticker publishing `{symbol, price}` to the `prices` topic once a
- *   second, which any client can `{"type":"subscribe","topic":"prices"}` to;
+ *   second, which any client can `{"type":"subscribe","topic":"prices"}` to
+ *   (with KAFKA_BROKERS set, the ticks come from price-feed.ts through a
+ *   Kafka source instead: see config.ts);
  * - `{"type":"notify-me"}`: a notification into the sender's inbox
  *   (notifications.ts).
  */
@@ -13,16 +15,10 @@ import { randomInt } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { ErrorCodes, HubProtocolError, type ClientFrame, type HubService } from 'fastify-ws-hub'
 import { notifyMe } from './notifications.js'
+import { PRICES_TOPIC, TICK_INTERVAL_MS, ticksAt } from './prices.js'
 
-export const PRICES_TOPIC = 'prices'
-export const TICK_INTERVAL_MS = 1000
 export const DEFAULT_SIDES = 6
 export const MAX_SIDES = 100
-
-export interface Tick {
-  symbol: string
-  price: number
-}
 
 // The hub calls hooks as plain functions, so a service is a plain object
 // whose hooks do not rely on `this`.
@@ -52,27 +48,12 @@ function sidesOf (message: ClientFrame): number {
   return sides
 }
 
-const SYMBOLS = [
-  { symbol: 'ACME', base: 120 },
-  { symbol: 'GLOBEX', base: 48 },
-  { symbol: 'INITECH', base: 9.5 }
-]
-
 /**
- * The price of a symbol at a given second. It is a function of the clock,
- * not a random walk, so every instance of a scaled deployment publishes the
- * same numbers: each runs its own ticker, and a subscriber behind a shared
- * broker receives every instance's ticks. A real app would have one producer.
+ * Starts the ticker when the app is ready and stops it when the app closes.
+ * Every instance runs its own, so behind a shared broker a subscriber gets
+ * each tick once per instance: fine for a demo on one machine; a scaled
+ * deployment has one producer instead (price-feed.ts and a Kafka source).
  */
-export function priceAt (symbol: string, seconds: number): number {
-  const entry = SYMBOLS.find((s) => s.symbol === symbol)
-  if (entry === undefined) throw new RangeError(`unknown symbol ${symbol}`)
-  const phase = entry.base
-  const drift = 0.03 * Math.sin((2 * Math.PI * seconds) / 90 + phase) + 0.01 * Math.sin((2 * Math.PI * seconds) / 7 + phase)
-  return Math.round(entry.base * (1 + drift) * 100) / 100
-}
-
-/** Starts the ticker when the app is ready and stops it when the app closes. */
 export function registerTicker (app: FastifyInstance, intervalMs = TICK_INTERVAL_MS): void {
   let timer: NodeJS.Timeout | undefined
   // Logged when publishing starts failing and when it recovers, not on every
@@ -82,10 +63,7 @@ export function registerTicker (app: FastifyInstance, intervalMs = TICK_INTERVAL
   const tick = async (): Promise<void> => {
     const seconds = Math.floor(Date.now() / 1000)
     try {
-      for (const { symbol } of SYMBOLS) {
-        const message: Tick = { symbol, price: priceAt(symbol, seconds) }
-        await app.wsHub.publish(PRICES_TOPIC, message)
-      }
+      for (const message of ticksAt(seconds)) await app.wsHub.publish(PRICES_TOPIC, message)
       if (failing) app.log.info({ topic: PRICES_TOPIC }, 'demo ticker: publishing again')
       failing = false
     } catch (err) {

@@ -14,7 +14,7 @@ import { builtinModules } from 'node:module'
 import t from 'tap'
 import { parseDocument } from 'yaml'
 import { Ajv, type ValidateFunction } from 'ajv'
-import { readConfig } from '../example/config.js'
+import { readConfig, readPriceFeedConfig, PRICE_FEED_TOPIC } from '../example/config.js'
 
 const root = new URL('../', import.meta.url)
 const read = (path: string): Promise<string> => readFile(new URL(path, root), 'utf8')
@@ -24,6 +24,7 @@ interface PortObject { target?: number | string, published?: number | string }
 interface Service {
   image?: string
   build?: unknown
+  command?: string | string[]
   environment?: Record<string, EnvValue> | string[]
   ports?: Array<number | string | PortObject>
   depends_on?: string[] | Record<string, { condition: string }>
@@ -132,6 +133,8 @@ function listeners (value: string | undefined): Map<string, { host: string, port
   return result
 }
 
+const KAFKA_CLIENTS = ['app', 'prices']
+
 function kafkaProblems (compose: ComposeFile): string[] {
   const problems: string[] = []
   const kafka = compose.services.kafka
@@ -171,10 +174,14 @@ function kafkaProblems (compose: ComposeFile): string[] {
   const test = [kafka?.healthcheck?.test ?? []].flat().join(' ')
   if (!/\/opt\/kafka\/bin\/(kafka-broker-api-versions|kafka-topics)\.sh/.test(test)) problems.push('the kafka healthcheck does not ask the broker')
 
-  // The app reaches Kafka through a listener advertised on the compose network.
-  for (const address of (envOf(compose.services.app).KAFKA_BROKERS ?? '').split(',')) {
-    const [host, port] = address.trim().split(':')
-    if (![...advertised.values()].some((l) => l.host === host && l.port === port)) problems.push(`app's KAFKA_BROKERS ${address} is no advertised listener`)
+  // The app and the price feed reach Kafka through a listener advertised on
+  // the compose network: in a container, localhost is the container itself.
+  const onNetwork = [...advertised.values()].filter((l) => l.host !== 'localhost')
+  for (const client of KAFKA_CLIENTS) {
+    for (const address of (envOf(compose.services[client]).KAFKA_BROKERS ?? '').split(',')) {
+      const [host, port] = address.trim().split(':')
+      if (!onNetwork.some((l) => l.host === host && l.port === port)) problems.push(`${client}'s KAFKA_BROKERS ${address} is no listener advertised on the compose network`)
+    }
   }
   return problems
 }
@@ -212,8 +219,9 @@ t.test('the deployment: health-gated, scalable, and wired together', async (t) =
   t.same(problems, [])
   const compose = value as ComposeFile
 
-  t.same(Object.keys(compose.services).sort(), ['app', 'kafka', 'redis'])
+  t.same(Object.keys(compose.services).sort(), ['app', 'kafka', 'prices', 'redis'])
   t.same(dependencyProblems(compose, 'app', ['redis', 'kafka']), [], 'app waits for healthy redis and kafka')
+  t.same(dependencyProblems(compose, 'prices', ['kafka']), [], 'the price feed waits for healthy kafka')
   t.same(healthcheckProblems(compose), [], 'every service has a healthcheck')
   t.same(scaleProblems(compose.services.app), [], `--scale app=${SCALE} does not clash on host ports`)
   t.same(kafkaProblems(compose), [], 'single-node KRaft Kafka')
@@ -229,6 +237,20 @@ t.test('the deployment: health-gated, scalable, and wired together', async (t) =
   t.same(config.hub.registry, { type: 'redis', url: 'redis://redis:6379' }, 'Redis holds the registry')
   t.equal(config.host, '0.0.0.0', 'reachable from outside the container')
   t.same((compose.services.app?.ports ?? []).map((p) => parsePort(p).target), [String(config.port)], 'the published port is the one the server listens on')
+
+  // One price feed for all the app's replicas, from the same image.
+  const app = compose.services.app
+  const prices = compose.services.prices
+  t.type(app?.image, 'string', 'the app\'s image is named, so another service can run it')
+  t.equal(prices?.image, app?.image, 'the price feed runs the app\'s image')
+  t.same(prices?.build, app?.build, 'built from the same context')
+  t.same(prices?.command, ['node', '.build/example/price-feed.js'], 'with the feed as its command')
+  t.same(prices?.ports, undefined, 'it serves nothing')
+  t.match([prices?.healthcheck?.test ?? []].flat().join(' '), /price-feed\.js --healthcheck/, 'its probe is the feed\'s own')
+  const feed = readPriceFeedConfig(envOf(prices))
+  t.same(feed.brokers, ['kafka:9092'])
+  t.equal(feed.topic, PRICE_FEED_TOPIC)
+  t.match(config.hub.sources, [{ type: 'kafka', brokers: feed.brokers, topics: [feed.topic], groupId: feed.group }], 'the app reads the topic the feed produces to, in one shared group')
 })
 
 t.test('the rules catch what they are meant to', async (t) => {
@@ -257,6 +279,16 @@ t.test('the rules catch what they are meant to', async (t) => {
   const oldImage = structuredClone(good)
   ;(oldImage.services.kafka as Service).image = 'apache/kafka:3.7.0'
   t.not(kafkaProblems(oldImage).length, 0, 'another Kafka version')
+  const feedAt = (brokers: string): ComposeFile => {
+    const copy = structuredClone(good)
+    ;(copy.services.prices as Service).environment = { KAFKA_BROKERS: brokers }
+    return copy
+  }
+  t.same(kafkaProblems(feedAt('localhost:29092')), ['prices\'s KAFKA_BROKERS localhost:29092 is no listener advertised on the compose network'], 'the feed pointed at the host\'s listener')
+  t.same(kafkaProblems(feedAt('kafka:29092')).length, 1, 'the right host on the wrong port')
+  const noFeed = structuredClone(good)
+  delete noFeed.services.prices
+  t.not(kafkaProblems(noFeed).length, 0, 'no price feed')
 })
 
 // ---- the image compose builds ----
@@ -292,6 +324,13 @@ t.test('the Dockerfile builds a non-root node:20-slim image of the example', asy
   t.ok(exampleSources.includes('healthcheck.ts') && exampleSources.includes('server.ts'), 'both scripts are compiled from example/')
 })
 
+/** The package each backend type loads. */
+const BACKEND_CLIENTS: Record<string, string> = { redis: 'ioredis', kafka: 'kafkajs', mqtt: 'mqtt', 'redis-stream': 'ioredis', 'postgres-outbox': 'pg' }
+
+function typeOf (option: unknown): string | undefined {
+  return typeof option === 'object' && option !== null && 'type' in option && typeof option.type === 'string' ? option.type : undefined
+}
+
 t.test('the image carries every package the example imports', async (t) => {
   const dockerfile = await read('Dockerfile')
   const pkg = JSON.parse(await read('package.json')) as { name: string, dependencies: Record<string, string>, devDependencies: Record<string, string> }
@@ -312,6 +351,17 @@ t.test('the image carries every package the example imports', async (t) => {
     }
   }
   t.ok(['fastify', '@fastify/swagger', pkg.name].every((name) => imported.has(name)), 'the scan sees the example\'s imports')
+
+  // The library imports a backend's client only once configured, which no
+  // scan of the example sees: these follow from what compose configures.
+  const compose = parseDocument(await read('docker-compose.yml')).toJS() as ComposeFile
+  const { hub } = readConfig(envOf(compose.services.app))
+  const types = [hub.broker, hub.registry, ...(hub.sources ?? [])].map(typeOf).filter((type) => type !== undefined)
+  t.same([...new Set(types)].sort(), ['kafka', 'redis'], 'the scan sees the configured backends')
+  for (const type of types) {
+    const client = BACKEND_CLIENTS[type]
+    t.ok(client !== undefined && runtime.has(client), `the ${type} backend's client ${String(client)} is in the image`)
+  }
 
   const ignored = (await read('.dockerignore')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))
   for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'lib', 'example']) {

@@ -4,10 +4,13 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { Kafka, logLevel, Partitioners } from 'kafkajs'
 import { buildExampleApp, PUBLIC_DIR } from '../example/app.js'
-import { readConfig, ConfigError, type Env } from '../example/config.js'
-import { priceAt } from '../example/demo-service.js'
-import { connect, handshakeStatus, type Tap } from './helpers.js'
+import { readConfig, readPriceFeedConfig, ConfigError, PRICE_FEED_GROUP, PRICE_FEED_TOPIC, type Env } from '../example/config.js'
+import { priceAt, ticksAt } from '../example/prices.js'
+import type { KafkaSourceRecord, SourceStatus } from '../lib/index.js'
+import { connect, handshakeStatus, until, type Frame, type Tap } from './helpers.js'
+import { kafkaBrokers } from './helpers/kafka-server.js'
 
 // The example imports the plugin by its package name, which resolves to
 // dist/: run `npm run build` before these tests (`npm test` does).
@@ -199,6 +202,8 @@ t.test('prices are a function of the clock, so instances agree', async (t) => {
   t.equal(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_000))
   t.not(priceAt('ACME', 1_700_000_000), priceAt('ACME', 1_700_000_030), 'and they move')
   t.throws(() => priceAt('NOPE', 0), RangeError)
+  t.same(ticksAt(1_700_000_000).map((tick) => tick.symbol), ['ACME', 'GLOBEX', 'INITECH'], 'one tick per symbol')
+  t.equal(ticksAt(1_700_000_000)[0]?.price, priceAt('ACME', 1_700_000_000))
 })
 
 t.test('with API_KEY, the REST API needs the x-api-key header', async (t) => {
@@ -277,11 +282,14 @@ t.test('readConfig maps the environment to hub options', async (t) => {
     registry: { type: 'redis', url: 'redis://redis:6379' },
     rest: { auth: false }
   }, 'Redis for both')
-  t.same(readConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2:9092 ,' }).hub, {
+  // With KAFKA_BROKERS the hub also gets the price feed's source (its own test below).
+  const { sources: _kafkaAlone, ...kafkaAlone } = readConfig({ KAFKA_BROKERS: ' kafka-1:9092, kafka-2:9092 ,' }).hub
+  t.same(kafkaAlone, {
     broker: { type: 'kafka', brokers: ['kafka-1:9092', 'kafka-2:9092'] },
     rest: { auth: false }
   }, 'Kafka alone: memory registry')
-  t.same(readConfig({ REDIS_URL: 'redis://redis:6379', KAFKA_BROKERS: 'kafka:9092' }).hub, {
+  const { sources: _both, ...both } = readConfig({ REDIS_URL: 'redis://redis:6379', KAFKA_BROKERS: 'kafka:9092' }).hub
+  t.same(both, {
     broker: { type: 'kafka', brokers: ['kafka:9092'] },
     registry: { type: 'redis', url: 'redis://redis:6379' },
     rest: { auth: false }
@@ -296,4 +304,100 @@ t.test('readConfig maps the environment to hub options', async (t) => {
     t.throws(() => readConfig({ [name]: value }), ConfigError, `${name}=${value} is refused`)
   }
   t.throws(() => readConfig({ PORT: 'http' }), { message: /PORT must be an integer from 0 to 65535 \(got "http"\)/ })
+})
+
+function kafkaRecord (value: string | null): KafkaSourceRecord {
+  return { topic: PRICE_FEED_TOPIC, partition: 0, offset: '0', key: 'ACME', value, headers: {}, timestamp: '0' }
+}
+
+t.test('with KAFKA_BROKERS, prices come from the feed through a Kafka source; without, from no source', async (t) => {
+  t.equal(readConfig({}).hub.sources, undefined, 'no source: the in-process ticker publishes (tested above)')
+  t.equal(readConfig({ REDIS_URL: 'redis://redis:6379' }).hub.sources, undefined, 'Redis alone has no feed either')
+
+  const sources = readConfig({ KAFKA_BROKERS: 'kafka-1:9092,kafka-2:9092' }).hub.sources ?? []
+  t.equal(sources.length, 1)
+  const [source] = sources
+  if (source?.type !== 'kafka') throw new Error(`expected a kafka source, got ${String(source?.type)}`)
+  t.match(source, { name: 'price-feed', brokers: ['kafka-1:9092', 'kafka-2:9092'], topics: ['ws-hub-prices'], groupId: 'example-prices' })
+  t.equal(source.from, undefined, 'the hub\'s default, latest: a new group starts at the live price')
+  t.equal(PRICE_FEED_TOPIC, 'ws-hub-prices')
+  t.equal(PRICE_FEED_GROUP, 'example-prices')
+
+  const map = source.map
+  if (map === undefined) throw new Error('the source has no map')
+  t.same(map(kafkaRecord('{"symbol":"ACME","price":101.5}')), { topic: 'prices', message: { symbol: 'ACME', price: 101.5 } })
+  // The hub counts a SyntaxError from map as invalid_json, and checks the
+  // message against the topic's schema itself.
+  t.throws(() => map(kafkaRecord('{"symbol":')), SyntaxError, 'not JSON: the hub counts it as invalid_json')
+  t.same(map(kafkaRecord('{"symbol":"ACME"}')), { topic: 'prices', message: { symbol: 'ACME' } }, 'a wrong shape is left to the topic\'s schema')
+  t.equal(map(kafkaRecord(null)), null, 'a tombstone carries no tick')
+
+  t.match(readConfig({ KAFKA_BROKERS: 'k:9092', PRICE_FEED_TOPIC: 'ticks', PRICE_FEED_GROUP: 'g' }).hub.sources, [{ topics: ['ticks'], groupId: 'g' }], 'both can be overridden')
+})
+
+t.test('readPriceFeedConfig: where price-feed.ts produces, the same place the app reads', async (t) => {
+  t.same(readPriceFeedConfig({ KAFKA_BROKERS: 'kafka:9092' }), { brokers: ['kafka:9092'], topic: PRICE_FEED_TOPIC, group: PRICE_FEED_GROUP })
+  t.same(readPriceFeedConfig({ KAFKA_BROKERS: 'a:1, b:2', PRICE_FEED_TOPIC: 'ticks' }).topic, 'ticks')
+  t.throws(() => readPriceFeedConfig({}), ConfigError, 'nothing to produce to')
+  t.throws(() => readPriceFeedConfig({ KAFKA_BROKERS: ' ' }), ConfigError)
+})
+
+// Skipped without KAFKA_BROKERS, except under CI, where that fails.
+const brokers = kafkaBrokers(t)
+
+t.test('with KAFKA_BROKERS, a tick produced to the feed\'s topic reaches a subscriber, and no instance ticks by itself', {
+  skip: brokers === null ? 'KAFKA_BROKERS is not set; run `bash scripts/kafka.sh start` and export what it prints' : false
+}, async (t) => {
+  // A topic and a group of this run's own: kafkajs mixes up a group whose
+  // members read different topics, and other runs may share the broker.
+  const unique = `ws-hub-test-example-prices-${process.pid}-${Date.now()}`
+  const env: Env = { KAFKA_BROKERS: (brokers ?? []).join(','), PRICE_FEED_TOPIC: unique, PRICE_FEED_GROUP: unique }
+  const kafka = new Kafka({ clientId: 'ws-hub-example-test', brokers: readPriceFeedConfig(env).brokers, logLevel: logLevel.NOTHING })
+  const admin = kafka.admin()
+  await admin.connect()
+  t.teardown(async () => {
+    await admin.deleteTopics({ topics: [unique] }).catch(() => {})
+    await admin.disconnect()
+  })
+  // What price-feed.ts does at start; the source waits for a missing topic.
+  await admin.createTopics({ topics: [{ topic: unique, numPartitions: 1 }], waitForLeaders: true })
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false })
+  await producer.connect()
+  t.teardown(() => producer.disconnect())
+  const produce = (value: string): Promise<unknown> => producer.send({ topic: unique, messages: [{ key: 'TEST', value }] })
+
+  const { app, wsUrl } = await start(t, env)
+  const client = await connect(wsUrl)
+  t.teardown(() => client.close())
+  client.send({ type: 'subscribe', topic: 'prices', id: 1 })
+  t.equal((await client.next('ack')).id, 1)
+
+  // The group is new and starts at the latest offset: a tick produced before
+  // it has joined is never read. So one goes out every half second until
+  // one comes back, within a deadline.
+  const symbol = `TEST-${process.pid}`
+  const seen: Frame[] = []
+  const deadline = Date.now() + 60_000
+  while (seen.length === 0) {
+    if (Date.now() > deadline) throw new Error('no tick came through the source within 60 s')
+    await produce(JSON.stringify({ symbol, price: 101.5 }))
+    const frame = await client.next('publish', 500).catch(() => undefined)
+    if (frame !== undefined) seen.push(frame)
+  }
+  t.match(seen[0], { topic: 'prices', from: 'server', message: { symbol, price: 101.5 } })
+
+  // One partition keeps order: once the tick after it is here, the bad
+  // record was handled. It is counted when its whole batch has settled,
+  // which can be a moment after the tick reached the client.
+  await produce('{"symbol":')
+  await produce(JSON.stringify({ symbol, price: 102 }))
+  const priceOf = (frame: Frame | undefined): unknown => (frame?.message as { price?: unknown } | undefined)?.price
+  while (priceOf(seen.at(-1)) !== 102) seen.push(await client.next('publish', 30_000))
+  const status = (): SourceStatus | undefined => app.wsHub.stats().sources[0]
+  await until(() => status()?.skipped.invalid_json === 1, 10_000, 'the record that is not JSON counted as invalid_json')
+  t.match(status(), { name: 'price-feed', type: 'kafka', state: 'up' })
+
+  // Every tick was ours: the instance ran no ticker of its own.
+  const others = [...seen, ...client.frames].filter((frame) => frame.type === 'publish' && (frame.message as { symbol?: unknown }).symbol !== symbol)
+  t.same(others, [], 'no tick but the feed\'s')
 })
