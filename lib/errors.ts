@@ -25,7 +25,11 @@ export const HubErrorCodes = {
   /** A presence listing of a topic whose rules do not set `presence: true`. */
   presenceOff: 'WS_HUB_PRESENCE_OFF',
   /** A history read of a topic whose rules keep no history. */
-  historyOff: 'WS_HUB_HISTORY_OFF'
+  historyOff: 'WS_HUB_HISTORY_OFF',
+  /** An event source failed to read, acknowledge or dead-letter; logged with its state, the source retries. */
+  source: 'WS_HUB_SOURCE',
+  /** An ordered source's lease could not be taken, renewed or released. */
+  lease: 'WS_HUB_LEASE'
 } as const
 
 export type ErrorCode = typeof HubErrorCodes[keyof typeof HubErrorCodes]
@@ -64,6 +68,8 @@ export class InvalidArgumentError extends coded('InvalidArgumentError', HubError
 export class InvalidMessageError extends coded('InvalidMessageError', HubErrorCodes.invalidMessage) {}
 export class PresenceOffError extends coded('PresenceOffError', HubErrorCodes.presenceOff) {}
 export class HistoryOffError extends coded('HistoryOffError', HubErrorCodes.historyOff) {}
+export class SourceError extends coded('SourceError', HubErrorCodes.source) {}
+export class LeaseError extends coded('LeaseError', HubErrorCodes.lease) {}
 
 /**
  * Throw this from `onMessage` to answer the client with an error frame of

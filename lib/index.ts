@@ -283,7 +283,7 @@ export { TopicPolicy, type TopicRuleView, type Refusal } from './topics/topic-po
 export type { BrokerOption, RegistryOption } from './options/backend-options.js'
 export {
   HubError, HubErrorCodes, OptionsError, MissingPackageError, TransportError, ClusterStateError, EnvelopeError,
-  QueryTimeoutError, HubClosedError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HistoryOffError, HubProtocolError, type ErrorCode
+  QueryTimeoutError, HubClosedError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HistoryOffError, SourceError, LeaseError, HubProtocolError, type ErrorCode
 } from './errors.js'
 export type { ConnectionInfo } from './connections/connection.js'
 export type { DeliveryReport, PublishCallOptions } from './dispatch/message-dispatcher.js'
@@ -313,3 +313,4 @@ export {
 } from './sources/source.js'
 export type { KafkaSourceRecord, MqttSourceRecord, StreamEntry, OutboxRow } from './sources/records.js'
 export type { Lease, LeaseFactory } from './sources/leases/lease.js'
+export { outboxDdl } from './sources/postgres-outbox/outbox-ddl.js'

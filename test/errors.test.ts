@@ -1,7 +1,7 @@
 import t from 'tap'
 import {
   ClusterStateError, EnvelopeError, HubClosedError, HubError, HubErrorCodes, HubProtocolError, InvalidArgumentError, InvalidMessageError, PresenceOffError, HistoryOffError,
-  MissingPackageError, OptionsError, QueryTimeoutError, TransportError
+  MissingPackageError, OptionsError, QueryTimeoutError, TransportError, SourceError, LeaseError
 } from '../lib/index.js'
 
 t.test('every error kind carries its stable code, its name and its cause', async (t) => {
@@ -16,7 +16,9 @@ t.test('every error kind carries its stable code, its name and its cause', async
     [InvalidArgumentError, HubErrorCodes.invalidArgument],
     [InvalidMessageError, HubErrorCodes.invalidMessage],
     [PresenceOffError, HubErrorCodes.presenceOff],
-    [HistoryOffError, HubErrorCodes.historyOff]
+    [HistoryOffError, HubErrorCodes.historyOff],
+    [SourceError, HubErrorCodes.source],
+    [LeaseError, HubErrorCodes.lease]
   ] as const
   const codes = new Set<string>()
   for (const [Kind, code] of kinds) {

@@ -123,7 +123,7 @@ class Switchable implements Transport {
   down = false
   readonly inner: MemoryTransport
   constructor (bus: MemoryBus) { this.inner = new MemoryTransport(bus) }
-  start: Transport['start'] = async (id, handler, context) => { await this.inner.start(id, handler, context) }
+  start: Transport['start'] = async (id, handler) => { await this.inner.start(id, handler) }
   publish: Transport['publish'] = async (envelope, to) => {
     if (this.down) throw new Error('transport down')
     await this.inner.publish(envelope, to)
@@ -201,7 +201,7 @@ t.test('sources start after ready, stop before the sockets close, and options ar
     }
     return null
   }
-  await t.rejects(register({ sources: [{ type: 'custom', consumer }, { type: 'custom', consumer }].map((s, i) => ({ ...s, name: i === 0 ? 'a' : 'a' })) }), { code: 'WS_HUB_INVALID_OPTION', message: /two sources are named "a"/ })
+  await t.rejects(register({ sources: [{ type: 'custom', name: 'a', consumer }, { type: 'custom', name: 'a', consumer }] }), { code: 'WS_HUB_INVALID_OPTION', message: /two sources are named "a"/ })
   await t.rejects(register({ sources: [{ type: 'nats' } as never] }), { code: 'WS_HUB_INVALID_OPTION', message: /sources\[0\]\.type" must be one of kafka, mqtt, redis-stream, postgres-outbox, custom/ })
   await t.rejects(register({ sources: [{ type: 'kafka', brokers: [], topics: ['x'] }] }), { code: 'WS_HUB_INVALID_OPTION', message: /sources\[0\]\.brokers/ })
   await t.rejects(register({ sources: [{ type: 'redis-stream', streams: ['s'] }] }), { code: 'WS_HUB_INVALID_OPTION', message: /exactly one of url and client/ })

@@ -34,6 +34,14 @@ export interface SourceRunnerOptions {
 
 type Outcome = 'published' | 'filtered' | 'deadLettered' | 'retry' | BadRecordReason
 
+/** The order a target's subscribers see: one line per topic, user, client, or everyone. */
+function lineOf (target: SourceTarget): string {
+  if ('topic' in target) return `t:${target.topic}`
+  if ('userId' in target) return `u:${target.userId}`
+  if ('clientId' in target) return `c:${target.clientId}`
+  return 'all'
+}
+
 const zeroReasons = (): Record<BadRecordReason, number> =>
   Object.fromEntries(BAD_RECORD_REASONS.map((reason) => [reason, 0])) as Record<BadRecordReason, number>
 
@@ -109,9 +117,12 @@ export class SourceRunner implements SourceSink {
       this.#refused = true
       return 0
     }
-    // Publishes start in record order and run together; the backend may
-    // acknowledge only the unbroken run of records that went through.
-    const outcomes = await Promise.all(records.map((record) => this.#one(record)))
+    // Publications to one target go one after another, each once the one
+    // before it went through; different targets run side by side. A failed
+    // publication stops its target's line, so nothing later to that target
+    // gets ahead of the record sent again.
+    const lines = new Map<string, Promise<boolean>>()
+    const outcomes = await Promise.all(records.map(async (record) => await this.#one(record, lines)))
     let taken = outcomes.indexOf('retry')
     if (taken === -1) taken = outcomes.length
     for (let i = 0; i < taken; i++) this.#count(outcomes[i] as Exclude<Outcome, 'retry'>)
@@ -137,7 +148,7 @@ export class SourceRunner implements SourceSink {
       }
       const check = (): void => {
         if (this.#closing || this.#ready()) wake()
-        else timer = setTimeout(check, Math.max(50, Math.min(this.#retryMs, this.#retryAt - Date.now()))).unref()
+        else timer = setTimeout(check, Math.max(50, Math.min(this.#retryMs, this.#retryAt - Date.now())))
       }
       this.#wakers.add(wake)
       check()
@@ -171,7 +182,7 @@ export class SourceRunner implements SourceSink {
     return Date.now() >= this.#retryAt && this.#options.publisher.accepting()
   }
 
-  async #one (record: SourceRecord): Promise<Outcome> {
+  async #one (record: SourceRecord, lines: Map<string, Promise<boolean>>): Promise<Outcome> {
     const publisher = this.#options.publisher
     let targets: SourceTarget[]
     let keys: Array<string | undefined>
@@ -188,13 +199,23 @@ export class SourceRunner implements SourceSink {
       return await this.#bad(record, err)
     }
     if (targets.length === 0) return 'filtered'
-    try {
-      await Promise.all(targets.map((target, i) => publisher.publish(target, keys[i])))
-      return 'published'
-    } catch (err) {
-      this.#retryLog.record(err, { source: this.name, coordinates: record.coordinates })
-      return 'retry'
-    }
+    const sent = targets.map((target, i) => {
+      const line = lineOf(target)
+      const before = lines.get(line) ?? Promise.resolve(true)
+      const after = before.then(async (ok) => {
+        if (!ok) return false
+        try {
+          await publisher.publish(target, keys[i])
+          return true
+        } catch (err) {
+          this.#retryLog.record(err, { source: this.name, coordinates: record.coordinates })
+          return false
+        }
+      })
+      lines.set(line, after)
+      return after
+    })
+    return (await Promise.all(sent)).every(Boolean) ? 'published' : 'retry'
   }
 
   async #bad (record: SourceRecord, err: BadRecord): Promise<Outcome> {

@@ -1,19 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { FailureLog } from '../../dispatch/failure-log.js'
-import { HubError } from '../../errors.js'
+import { LeaseError } from '../../errors.js'
 import type { Lease } from './lease.js'
-
-/** The code of a failure to renew or release a Redis lease (logged, never thrown at users). */
-export const REDIS_LEASE_ERROR = 'WS_HUB_SOURCE_LEASE'
-
-export class RedisLeaseError extends HubError {
-  override name = 'RedisLeaseError'
-
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(REDIS_LEASE_ERROR, message, options)
-  }
-}
 
 /**
  * KEYS: lease. ARGV: holder, ttl ms. Takes a free lease, or extends it for
@@ -121,7 +110,7 @@ export class RedisLease implements Lease {
     try {
       await this.#run(COMMANDS.release)
     } catch (err) {
-      throw new RedisLeaseError(`could not release the lease ${this.#options.key}; it expires within ${this.#options.ttlMs} ms`, { cause: err })
+      throw new LeaseError(`could not release the lease ${this.#options.key}; it expires within ${this.#options.ttlMs} ms`, { cause: err })
     }
   }
 
@@ -169,7 +158,7 @@ export class RedisLease implements Lease {
   async #run (name: string, ...args: number[]): Promise<unknown> {
     // Commands made by defineCommand exist only at run time, so ioredis' types do not list them.
     const command: unknown = Reflect.get(this.#options.client, name)
-    if (typeof command !== 'function') throw new RedisLeaseError(`Redis script ${name} is not defined on this connection`)
+    if (typeof command !== 'function') throw new LeaseError(`Redis script ${name} is not defined on this connection`)
     const reply: unknown = await command.call(this.#options.client, this.#options.key, this.#options.holder, ...args)
     return reply
   }

@@ -2,7 +2,7 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt'
 import type { MqttSourceRecord } from '../records.js'
 import type { BadRecordReason } from '../source.js'
 import { endClient } from './end-client.js'
-import { MqttSourceError } from './mqtt-error.js'
+import { SourceError } from '../../errors.js'
 
 /**
  * Publishes bad packets to the dead-letter topic, on a connection of its
@@ -37,7 +37,7 @@ export class DeadLetters {
   /** Publishes the packet as read, at QoS 1, and resolves on the broker's PUBACK. */
   async publish (raw: MqttSourceRecord, reason: BadRecordReason): Promise<void> {
     const client = this.#client
-    if (!client.connected) throw new MqttSourceError(`the dead-letter connection is down; the packet from ${raw.topic} is held and sent again`)
+    if (!client.connected) throw new SourceError(`the dead-letter connection is down; the packet from ${raw.topic} is held and sent again`)
     const properties = { userProperties: { ...raw.userProperties, 'ws-hub-reason': reason, 'ws-hub-source-topic': raw.topic } }
     const acked = client.publishAsync(this.#topic, raw.bytes, { qos: 1, properties })
     // MQTT.js keeps an unacknowledged QoS 1 publish for its next
@@ -45,14 +45,14 @@ export class DeadLetters {
     // on a broker that is gone (the runner sends it again: at least once).
     let onClose = (): void => {}
     const closed = new Promise<never>((_resolve, reject) => {
-      onClose = () => { reject(new MqttSourceError('the dead-letter connection closed before the broker acknowledged the dead letter')) }
+      onClose = () => { reject(new SourceError('the dead-letter connection closed before the broker acknowledged the dead letter')) }
       client.once('close', onClose)
     })
     try {
       const sent = await Promise.race([acked, closed])
       // The broker dropped it, and a bad record is kept, not dropped.
       if (sent?.messageId !== undefined && this.#unheard.delete(sent.messageId)) {
-        throw new MqttSourceError(`no subscriber took the dead letter on ${this.#topic}: subscribe to it (or keep a persistent session subscribed)`)
+        throw new SourceError(`no subscriber took the dead letter on ${this.#topic}: subscribe to it (or keep a persistent session subscribed)`)
       }
     } finally {
       client.removeListener('close', onClose)

@@ -1,5 +1,5 @@
 import type { MqttClient } from 'mqtt'
-import { MqttSourceError } from './mqtt-error.js'
+import { SourceError } from '../../errors.js'
 
 /** How long a close waits for the broker (an UNSUBACK, the DISCONNECT going out) before it drops the connection. */
 export const CLOSE_TIMEOUT_MS = 2_000
@@ -25,7 +25,7 @@ export async function endClient (client: MqttClient): Promise<void> {
 export async function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new MqttSourceError(`no answer from the MQTT broker within ${ms} ms`)) }, ms)
+    timer = setTimeout(() => { reject(new SourceError(`no answer from the MQTT broker within ${ms} ms`)) }, ms)
   })
   try {
     return await Promise.race([promise, timeout])

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt'
 import type { SourceSink } from '../source.js'
 import { CLOSE_TIMEOUT_MS, endClient, withTimeout } from './end-client.js'
-import { MqttSourceError } from './mqtt-error.js'
+import { SourceError } from '../../errors.js'
 import { mqttRecord } from './mqtt-record.js'
 
 export interface MqttReaderOptions {
@@ -203,7 +203,7 @@ export class MqttReader {
       this.#reading()
     }, (err: unknown) => {
       if (generation !== this.#generation || this.#stopping) return
-      const failure = new MqttSourceError(`the broker refused the subscriptions ${filters.join(', ')}; trying again`, { cause: err })
+      const failure = new SourceError(`the broker refused the subscriptions ${filters.join(', ')}; trying again`, { cause: err })
       sink.connected(false, failure)
       this.#firstOutcome?.(failure)
       // Refused (not authorized yet, a quota) while the connection stays
@@ -221,7 +221,7 @@ export class MqttReader {
 
   #down (): void {
     if (this.#stopping) return
-    const err = this.#lastError ?? new MqttSourceError('the MQTT connection closed')
+    const err = this.#lastError ?? new SourceError('the MQTT connection closed')
     this.#lastError = undefined
     this.#options.sink.connected(false, err)
     this.#firstOutcome?.(err)

@@ -1,11 +1,10 @@
-import { OptionsError } from '../../errors.js'
+import { OptionsError, SourceError } from '../../errors.js'
 import type { MqttSourceConfig } from '../../options/source-options.js'
 import type { Lease } from '../leases/lease.js'
 import type { MqttSourceRecord } from '../records.js'
 import type { BadRecordReason, SourceConsumer, SourceContext, SourceRecord, SourceSink } from '../source.js'
 import { clientIdOf, clientOptions } from './client-options.js'
 import { DeadLetters } from './dead-letters.js'
-import { MqttSourceError } from './mqtt-error.js'
 import { MqttReader } from './mqtt-reader.js'
 import { filterMatches } from './topic-filter.js'
 
@@ -52,7 +51,7 @@ export class MqttSource implements SourceConsumer {
   }
 
   async start (sink: SourceSink): Promise<void> {
-    if (this.#sink !== null) throw new MqttSourceError(`source ${this.#context.name} was started twice`)
+    if (this.#sink !== null) throw new SourceError(`source ${this.#context.name} was started twice`)
     this.#sink = sink
     const topic = this.#config.deadLetter?.topic
     if (topic !== undefined) {
@@ -153,7 +152,7 @@ export class MqttSource implements SourceConsumer {
   }
 
   async #deadLetter (record: SourceRecord, reason: BadRecordReason): Promise<void> {
-    if (this.#deadLetters === null) throw new MqttSourceError('the MQTT source is not started; the dead letter is sent again')
+    if (this.#deadLetters === null) throw new SourceError('the MQTT source is not started; the dead letter is sent again')
     // The runner hands back the records this source made.
     await this.#deadLetters.publish(record.raw as MqttSourceRecord, reason)
   }

@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import { COMMAND_TIMEOUT_MS, reconnectDelay, type RedisSource } from '../../cluster/redis/connect.js'
-import { RedisStreamError } from './errors.js'
+import { SourceError } from '../../errors.js'
 
 /**
  * The connection a blocking XREADGROUP holds. It has the settings of
@@ -26,7 +26,7 @@ export function openReader (source: RedisSource, name: string, blockMs: number):
   }
   if (source.client !== undefined) return source.client.duplicate(settings)
   if (source.url !== undefined) return new Redis(source.url, settings)
-  throw new RedisStreamError('a redis-stream source needs "url" or "client"')
+  throw new SourceError('a redis-stream source needs "url" or "client"')
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { RedisStreamError } from './errors.js'
+import { SourceError } from '../../errors.js'
 import { parseClaim, parseGroupLag } from './replies.js'
 
 /** The consumer group's commands, run on the source's command connection (never the blocking one). */
@@ -17,7 +17,7 @@ export async function createGroups (client: Redis, streams: readonly string[], g
       await client.xgroup('CREATE', stream, group, start, 'MKSTREAM')
     } catch (err) {
       if (err instanceof Error && err.message.startsWith('BUSYGROUP')) return
-      throw new RedisStreamError(`could not create consumer group ${group} on stream ${stream}`, { cause: err })
+      throw new SourceError(`could not create consumer group ${group} on stream ${stream}`, { cause: err })
     }
   }))
 }
@@ -35,7 +35,7 @@ export async function acknowledge (client: Redis, group: string, ids: ReadonlyMa
   const results = await pipeline.exec()
   const failed = results?.find(([err]) => err !== null)
   if (results === null || failed !== undefined) {
-    throw new RedisStreamError(`could not acknowledge entries of group ${group}; they stay pending and are read again`, { cause: failed?.[0] ?? undefined })
+    throw new SourceError(`could not acknowledge entries of group ${group}; they stay pending and are read again`, { cause: failed?.[0] ?? undefined })
   }
 }
 
@@ -103,7 +103,7 @@ export function defineGroupScripts (client: Redis): void {
 export async function reapConsumers (client: Redis, stream: string, group: string, consumer: string, idleMs: number): Promise<number> {
   // Commands made by defineCommand exist only at run time, so ioredis' types do not list them.
   const command: unknown = Reflect.get(client, REAP_COMMAND)
-  if (typeof command !== 'function') throw new RedisStreamError(`Redis script ${REAP_COMMAND} is not defined on this connection`)
+  if (typeof command !== 'function') throw new SourceError(`Redis script ${REAP_COMMAND} is not defined on this connection`)
   const reply: unknown = await command.call(client, stream, group, consumer, idleMs)
   return typeof reply === 'number' ? reply : 0
 }

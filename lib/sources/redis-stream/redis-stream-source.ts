@@ -7,7 +7,7 @@ import { RedisLease } from '../leases/redis-lease.js'
 import type { BadRecordReason, SourceConsumer, SourceContext, SourceRecord, SourceSink } from '../source.js'
 import { Claimer } from './claimer.js'
 import { openReader, pause, whenReady } from './connections.js'
-import { RedisStreamError } from './errors.js'
+import { SourceError } from '../../errors.js'
 import { acknowledge, createGroups, defineGroupScripts, groupLag, isNoGroup } from './group.js'
 import { StreamReader } from './reader.js'
 import type { StreamBatch } from './replies.js'
@@ -96,7 +96,7 @@ export class RedisStreamSource implements SourceConsumer {
   }
 
   async start (sink: SourceSink): Promise<void> {
-    if (this.#sink !== null || this.#closing !== null) throw new RedisStreamError(`source ${this.#context.name}: start called twice, or after close`)
+    if (this.#sink !== null || this.#closing !== null) throw new SourceError(`source ${this.#context.name}: start called twice, or after close`)
     this.#sink = sink
     const opened = this.#open()
     try {
@@ -123,7 +123,7 @@ export class RedisStreamSource implements SourceConsumer {
   async #deadLetter (stream: string, record: SourceRecord, reason: BadRecordReason): Promise<void> {
     const read = this.#reads.get(record)
     const commands = this.#opened?.commands
-    if (read === undefined || commands === undefined) throw new RedisStreamError(`source ${this.#context.name}: a dead letter for a record it did not read`)
+    if (read === undefined || commands === undefined) throw new SourceError(`source ${this.#context.name}: a dead letter for a record it did not read`)
     await commands.call('XADD', stream, 'MAXLEN', '~', DEAD_LETTER_MAXLEN, '*', ...read.pairs,
       'ws-hub-reason', reason, 'ws-hub-source-stream', read.entry.stream, 'ws-hub-source-id', read.entry.id)
   }
@@ -351,7 +351,7 @@ export class RedisStreamSource implements SourceConsumer {
 }
 
 /** `sink.deliver` threw: not a Redis failure, so the source is not reported down. */
-class DeliveryFailed extends RedisStreamError {}
+class DeliveryFailed extends SourceError {}
 
 function idsByStream (reads: readonly ReadEntry[]): Map<string, string[]> {
   const out = new Map<string, string[]>()

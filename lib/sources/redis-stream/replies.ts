@@ -1,4 +1,4 @@
-import { RedisStreamError } from './errors.js'
+import { SourceError } from '../../errors.js'
 import type { ReadEntry } from './stream-record.js'
 
 /** Reading the replies of the stream commands, which ioredis hands back untyped. */
@@ -78,11 +78,11 @@ function pairsOf (value: unknown): Map<string, unknown> {
 
 // Only the kind of a bad value is named: it may be a piece of an entry, and payloads are never logged.
 function list (value: unknown, what: string): unknown[] {
-  if (!Array.isArray(value)) throw new RedisStreamError(`unexpected ${what} reply from Redis (${value === null ? 'null' : typeof value}, not an array)`)
+  if (!Array.isArray(value)) throw new SourceError(`unexpected ${what} reply from Redis (${value === null ? 'null' : typeof value}, not an array)`)
   return value
 }
 
 function text (value: unknown, what: string): string {
-  if (typeof value !== 'string') throw new RedisStreamError(`unexpected ${what} in a reply from Redis (${value === null ? 'null' : typeof value}, not a string)`)
+  if (typeof value !== 'string') throw new SourceError(`unexpected ${what} in a reply from Redis (${value === null ? 'null' : typeof value}, not a string)`)
   return value
 }
