@@ -33,7 +33,7 @@ import { pickEvicted } from './cluster/limiter.js'
 import { CloseCodes } from './protocol/frames.js'
 import { Sources } from './sources/sources.js'
 import { hubPublisher } from './sources/hub-publisher.js'
-import { MemoryLease } from './sources/leases/memory-lease.js'
+import { RegistryLeases } from './sources/leases/registry-leases.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -56,7 +56,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   const cluster = await createClusterState(options.registry, log)
   const transport = await createTransport(options.broker, log)
   const historyStore = await createHistory(options.history, options.registry, log)
-  const loadedSources = await Sources.load(options.sources, { instanceId, log, lease: (key) => new MemoryLease(key) })
+  const leases = await RegistryLeases.create(options.registry, instanceId, log)
+  const loadedSources = await Sources.load(options.sources, { instanceId, log, lease: leases.factory })
   const { limiter, directory } = cluster.value
   const directoryFailures = new FailureLog(log, 'ws-hub: directory update failed; lookups of this instance\'s clients from other instances may miss until it answers')
   const interest = new TopicInterest(transport.value, new FailureLog(log, 'ws-hub: topic subscription on the transport failed; restored when it reconnects'))
@@ -236,6 +237,8 @@ const wsHubPlugin: FastifyPluginAsync<WsHubOptions> = async (fastify, rawOptions
   // logged, not thrown.
   fastify.addHook('onClose', async () => {
     const steps: Array<[string, () => Promise<void>]> = [
+      // Opened last, and already released by the sources in preClose.
+      ['source leases close', async () => { await leases.close() }],
       ['transport close', async () => { if (transport.value !== null && transport.owned) await transport.value.close() }],
       ['history close', async () => { if (historyStore.owned) await historyStore.value.close() }],
       ['registry leave', async () => { if (joined) await directory.leave(instanceId) }],
