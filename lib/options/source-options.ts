@@ -40,6 +40,7 @@ const KafkaSourceSchema = Type.Object({
   from: From,
   /** A consumer silent for this long loses its partitions to the others. */
   sessionTimeoutMs: withDefault(integer(6_000, 300_000), 30_000),
+  /** How often the consumer tells the group it is alive; below sessionTimeoutMs (about a third of it). */
   heartbeatIntervalMs: withDefault(integer(100), 3_000),
   /** Bad records are produced to this topic (value as read, headers with the reason and coordinates). */
   deadLetter: Type.Optional(Type.Object({ topic: nonEmpty }, { additionalProperties: false })),
@@ -207,7 +208,12 @@ export const SOURCE_DEFAULTS = Object.freeze({
 
 function normalizeOne (value: unknown, at: string): Omit<SourceConfig, 'name'> & { name?: string | undefined } {
   switch (typeOf(value, at, schemas)) {
-    case 'kafka': return schemas.kafka.normalize(value, at)
+    case 'kafka': {
+      const config = schemas.kafka.normalize(value, at)
+      // kafkajs refuses such a consumer; said here, it names the option.
+      if (config.heartbeatIntervalMs >= config.sessionTimeoutMs) throw new OptionsError(`fastify-ws-hub: option "${at}.heartbeatIntervalMs" must be below sessionTimeoutMs (about a third of it)`)
+      return config
+    }
     case 'mqtt': return schemas.mqtt.normalize(value, at)
     case 'redis-stream': {
       const config = schemas['redis-stream'].normalize(value, at)
