@@ -23,7 +23,9 @@ import { ALL_SYSTEM_NAMES, BASELINE, isSystemName, SYSTEM_NAMES, SYSTEMS, type S
  */
 
 const USAGE = `usage: node .build/bench/run.js [options]
-  --quick                a smoke run: 300 clients, fewer samples (well under a minute)
+  --quick                a smoke run: 300 clients, fewer samples (well under a minute); no sources run
+  --sources              run the event sources' end-to-end latency (bench/sources.ts) even with --quick
+  --skip-sources         leave it out of a full run
   --clients <list>       client counts, e.g. 1000,5000,10000 (env BENCH_CLIENTS)
   --systems <list>       any of ${ALL_SYSTEM_NAMES.join(',')} (env BENCH_SYSTEMS)
   --concurrency <n>      handshakes in flight while connecting (default 200)
@@ -36,6 +38,8 @@ cross-instance scenarios: see bench/cross-instance.ts (env BENCH_CROSS_INSTANCE)
 
 interface BenchConfig {
   mode: 'full' | 'quick'
+  /** Also run bench/sources.ts (event sources, end to end). */
+  sources: boolean
   clients: number[]
   systems: SystemName[]
   concurrency: number
@@ -65,6 +69,8 @@ function readConfig (): BenchConfig | null {
       'phase-timeout': { type: 'string' },
       out: { type: 'string' },
       verbose: { type: 'boolean', default: false },
+      sources: { type: 'boolean' },
+      'skip-sources': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     },
     strict: true
@@ -79,6 +85,8 @@ function readConfig (): BenchConfig | null {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   return {
     mode: quick ? 'quick' : 'full',
+    // The sources' latency run needs their services and about half a minute: on in a full run.
+    sources: values['skip-sources'] ? false : values.sources ?? !quick,
     clients,
     systems,
     concurrency: positiveInt(values.concurrency ?? '200', 'concurrency'),
@@ -174,7 +182,16 @@ async function main (): Promise<number> {
   }
   process.stdout.write(`\nload average at start ${load.map((x) => x.toFixed(2)).join(' ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' ')} ` +
     `(${cpus().length} CPUs); JSON: ${config.out}\n`)
-  const failed = runs.filter((r) => !r.ok).length + crossInstance.filter((r) => !r.ok).length
+  let failed = runs.filter((r) => !r.ok).length + crossInstance.filter((r) => !r.ok).length
+  if (config.sources) {
+    // Event sources, end to end: its own process, services it cannot reach skipped (bench/sources.ts).
+    process.stdout.write('\n')
+    const child = spawn(process.execPath, [join(here, 'sources.js')], { stdio: 'inherit', env: process.env })
+    children.add(child)
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+    children.delete(child)
+    if (code !== 0) failed++
+  }
   if (failed > 0) process.stderr.write(`[bench] ${failed} run(s) failed\n`)
   return failed > 0 ? 1 : 0
 }
