@@ -207,3 +207,33 @@ t.test('sources start after ready, stop before the sockets close, and options ar
   await t.rejects(register({ sources: [{ type: 'redis-stream', streams: ['s'] }] }), { code: 'WS_HUB_INVALID_OPTION', message: /exactly one of url and client/ })
   await t.rejects(register({ sources: [{ type: 'postgres-outbox', connectionString: 'postgres://x', table: 'bad name' }] }), { code: 'WS_HUB_INVALID_OPTION', message: /sources\[0\]\.table/ })
 })
+
+t.test('every source option has its default, filled in by register', async (t) => {
+  const { normalizeOptions } = await import('../lib/options/hub-options.js')
+  const { SOURCE_DEFAULTS } = await import('../lib/options/source-options.js')
+  t.same(SOURCE_DEFAULTS, {
+    kafka: { groupId: 'ws-hub-source', clientId: 'fastify-ws-hub-source', from: 'latest', sessionTimeoutMs: 30_000, heartbeatIntervalMs: 3_000 },
+    mqtt: { group: 'ws-hub', qos: 1, sessionExpirySec: 0, reconnectMs: 1_000, ordered: false },
+    redisStream: { group: 'ws-hub', from: 'latest', count: 100, blockMs: 1_000, claimIdleMs: 30_000, ordered: false, leaseMs: 10_000 },
+    postgresOutbox: { table: 'ws_outbox', batchSize: 100, pollIntervalMs: 1_000, onDelivered: 'delete', ordered: false }
+  })
+  const consumer = new QueueConsumer()
+  const options = normalizeOptions({
+    sources: [
+      { type: 'kafka', brokers: ['k:9092'], topics: ['a'] },
+      { type: 'kafka', brokers: ['k:9092'], topics: ['b'] },
+      { type: 'mqtt', url: 'mqtt://m', subscriptions: ['x/#'] },
+      { type: 'redis-stream', url: 'redis://r', streams: ['s'] },
+      { type: 'postgres-outbox', connectionString: 'postgres://p/db' },
+      { type: 'custom', consumer }
+    ]
+  })
+  t.same(options.sources.map((s) => s.name), ['kafka', 'kafka-2', 'mqtt', 'redis-stream', 'postgres-outbox', 'custom'], 'named by type, numbered from the second')
+  t.match(options.sources[0], { ...SOURCE_DEFAULTS.kafka, brokers: ['k:9092'], topics: ['a'] })
+  t.match(options.sources[4], SOURCE_DEFAULTS.postgresOutbox)
+  t.equal((options.sources[5] as { consumer: unknown }).consumer, consumer, 'a custom consumer is kept by reference')
+  t.same(normalizeOptions({}).sources, [], 'no sources by default')
+  t.throws(() => normalizeOptions({ sources: [{ type: 'kafka', brokers: ['k'], topics: ['t'], sessionTimeoutMs: 6_000, heartbeatIntervalMs: 6_000 }] }), { code: 'WS_HUB_INVALID_OPTION' })
+  t.throws(() => normalizeOptions({ sources: [{ type: 'mqtt', url: 'mqtt://m', subscriptions: ['x'], qos: 0 as never }] }), { code: 'WS_HUB_INVALID_OPTION', message: /sources\[0\]\.qos/ })
+  t.throws(() => normalizeOptions({ sources: 'kafka' as never }), { code: 'WS_HUB_INVALID_OPTION', message: /"sources" must be an array/ })
+})
