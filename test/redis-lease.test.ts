@@ -6,21 +6,11 @@
  */
 import t, { type Test as Tap } from 'tap'
 import { Redis } from 'ioredis'
-import type { FastifyBaseLogger } from 'fastify'
 import { RedisLease } from '../lib/sources/leases/redis-lease.js'
 import { uniqueName } from '../lib/testing/source-suite.js'
-
-const quiet: FastifyBaseLogger = {
-  level: 'silent',
-  fatal () {},
-  error () {},
-  warn () {},
-  info () {},
-  debug () {},
-  trace () {},
-  silent () {},
-  child () { return quiet }
-}
+import { quietLogger } from '../lib/testing/source-suite.js'
+import { sleep } from './helpers/source-records.js'
+import { until } from './helpers.js'
 
 const url = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379'
 const TTL = 300
@@ -35,16 +25,6 @@ async function redisAnswers (): Promise<boolean> {
     return false
   } finally {
     probe.disconnect()
-  }
-}
-
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function until (condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(10)
   }
 }
 
@@ -78,7 +58,7 @@ if (!await redisAnswers()) {
   }
 
   function lease (client: Redis, key: string, holder: string, t: Tap): RedisLease {
-    const made = new RedisLease({ client, key, holder, ttlMs: TTL, log: quiet })
+    const made = new RedisLease({ client, key, holder, ttlMs: TTL, log: quietLogger })
     t.teardown(async () => { await made.release().catch(() => {}) })
     return made
   }
@@ -148,7 +128,7 @@ if (!await redisAnswers()) {
     lonely.on('error', () => {})
     t.teardown(() => { lonely.disconnect() })
     await ready(lonely)
-    const a = new RedisLease({ client: lonely, key, holder: 'a', ttlMs: TTL, log: quiet })
+    const a = new RedisLease({ client: lonely, key, holder: 'a', ttlMs: TTL, log: quietLogger })
     let lostAt = 0
     a.onLost(() => { lostAt = Date.now() })
     await a.acquire(new AbortController().signal)

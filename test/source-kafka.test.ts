@@ -6,7 +6,6 @@
  */
 import t from 'tap'
 import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
-import type { FastifyBaseLogger } from 'fastify'
 import { normalizeSources, type KafkaSourceConfig } from '../lib/options/source-options.js'
 import { KafkaSource } from '../lib/sources/kafka/kafka-source.js'
 import { OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER } from '../lib/sources/kafka/kafka-records.js'
@@ -14,23 +13,14 @@ import { SourceRunner } from '../lib/sources/source-runner.js'
 import type { SourceContext } from '../lib/sources/source.js'
 import { FakePublisher, sourceSuite, uniqueName } from '../lib/testing/source-suite.js'
 import { kafkaBrokers, PrivateKafka } from './helpers/kafka-server.js'
-
-const quiet: FastifyBaseLogger = {
-  level: 'silent',
-  fatal () {},
-  error () {},
-  warn () {},
-  info () {},
-  debug () {},
-  trace () {},
-  silent () {},
-  child () { return quiet }
-}
+import { quietLogger } from '../lib/testing/source-suite.js'
+import { record, range } from './helpers/source-records.js'
+import { until } from './helpers.js'
 
 const context = (instanceId: string): SourceContext => ({
   instanceId,
   name: 'kafka',
-  log: quiet,
+  log: quietLogger,
   lease: () => { throw new Error('a Kafka source holds no lease: its group orders it') }
 })
 
@@ -50,20 +40,8 @@ function sourceConfig (brokers: string[], topic: string, extra: Record<string, u
   return config
 }
 
-const record = (n: number, topic = 'room'): string => JSON.stringify({ topic, message: { n } })
-const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function until (condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(50)
-  }
-}
-
 function runner (consumer: KafkaSource, publisher: FakePublisher): SourceRunner {
-  return new SourceRunner({ name: 'kafka', type: 'kafka', consumer, publisher, log: quiet, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
+  return new SourceRunner({ name: 'kafka', type: 'kafka', consumer, publisher, log: quietLogger, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
 }
 
 /** Produces probes until one is published: the source has joined its group and reads. */

@@ -9,7 +9,6 @@
 import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net'
 import t from 'tap'
 import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt'
-import type { FastifyBaseLogger } from 'fastify'
 import { normalizeSources, type MqttSourceConfig } from '../lib/options/source-options.js'
 import { MemoryLease } from '../lib/sources/leases/memory-lease.js'
 import { MqttSource } from '../lib/sources/mqtt/mqtt-source.js'
@@ -17,18 +16,9 @@ import { SourceRunner } from '../lib/sources/source-runner.js'
 import type { SourceContext } from '../lib/sources/source.js'
 import { FakePublisher, sourceSuite, uniqueName } from '../lib/testing/source-suite.js'
 import { answers, mqttUrl } from './helpers/services.js'
-
-const quiet: FastifyBaseLogger = {
-  level: 'silent',
-  fatal () {},
-  error () {},
-  warn () {},
-  info () {},
-  debug () {},
-  trace () {},
-  silent () {},
-  child () { return quiet }
-}
+import { quietLogger } from '../lib/testing/source-suite.js'
+import { record, range } from './helpers/source-records.js'
+import { until } from './helpers.js'
 
 const url = mqttUrl()
 
@@ -39,7 +29,7 @@ function leases (): { factory: (key: string) => MemoryLease, made: MemoryLease[]
 }
 
 const context = (instanceId: string, name = 'mqtt', lease: (key: string) => MemoryLease = (key) => new MemoryLease(key)): SourceContext =>
-  ({ instanceId, name, log: quiet, lease })
+  ({ instanceId, name, log: quietLogger, lease })
 
 function sourceConfig (filter: string, extra: Record<string, unknown> = {}): MqttSourceConfig {
   const [config] = normalizeSources([{ type: 'mqtt', url, subscriptions: [filter], ...extra }])
@@ -47,20 +37,8 @@ function sourceConfig (filter: string, extra: Record<string, unknown> = {}): Mqt
   return config
 }
 
-const record = (n: number, topic = 'room'): string => JSON.stringify({ topic, message: { n } })
-const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function until (condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
-
 function runner (consumer: MqttSource, publisher: FakePublisher, name = 'mqtt'): SourceRunner {
-  return new SourceRunner({ name, type: 'mqtt', consumer, publisher, log: quiet, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
+  return new SourceRunner({ name, type: 'mqtt', consumer, publisher, log: quietLogger, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
 }
 
 async function main (): Promise<void> {

@@ -8,7 +8,6 @@
  */
 import t from 'tap'
 import pg from 'pg'
-import type { FastifyBaseLogger } from 'fastify'
 import { normalizeSources, type PostgresOutboxSourceConfig } from '../lib/options/source-options.js'
 import { outboxDdl } from '../lib/sources/postgres-outbox/outbox-ddl.js'
 import { outboxNames } from '../lib/sources/postgres-outbox/outbox-names.js'
@@ -19,18 +18,9 @@ import { SourceRunner, type SourcePublisher } from '../lib/sources/source-runner
 import type { SourceConsumer, SourceContext, SourceRecord, SourceSink, SourceTarget } from '../lib/sources/source.js'
 import { BadRecord, targetsOf } from '../lib/sources/targets.js'
 import { FakePublisher, sourceSuite } from '../lib/testing/source-suite.js'
-
-const quiet: FastifyBaseLogger = {
-  level: 'silent',
-  fatal () {},
-  error () {},
-  warn () {},
-  info () {},
-  debug () {},
-  trace () {},
-  silent () {},
-  child () { return quiet }
-}
+import { quietLogger } from '../lib/testing/source-suite.js'
+import { sleep } from './helpers/source-records.js'
+import { until } from './helpers.js'
 
 const url = process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '' ? process.env.DATABASE_URL : 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -51,7 +41,7 @@ async function answers (): Promise<boolean> {
 const context = (instanceId: string, name = 'postgres-outbox'): SourceContext => ({
   instanceId,
   name,
-  log: quiet,
+  log: quietLogger,
   lease: () => { throw new Error('an outbox source holds no hub lease: its ordered lock is PostgreSQL\'s') }
 })
 
@@ -62,15 +52,6 @@ function sourceConfig (table: string, extra: Record<string, unknown> = {}): Post
 
 let instances = 0
 const instanceId = (): string => `instance-${process.pid}-${++instances}`
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function until (check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`)
-    await sleep(20)
-  }
-}
 
 const available = await answers()
 
@@ -116,7 +97,7 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
 
   async function run (tt: { teardown: (fn: () => unknown) => void }, name: string, publisher: SourcePublisher, extra: Record<string, unknown> = {}, id = instanceId()): Promise<Running> {
     const source = new PostgresOutboxSource(sourceConfig(name, extra), context(id))
-    const runner = new SourceRunner({ name: 'outbox', type: 'postgres-outbox', consumer: source, publisher, log: quiet, retryMs: 50, maxRetryMs: 200 })
+    const runner = new SourceRunner({ name: 'outbox', type: 'postgres-outbox', consumer: source, publisher, log: quietLogger, retryMs: 50, maxRetryMs: 200 })
     await runner.start()
     tt.teardown(async () => { await runner.close() })
     return { source, runner }
@@ -220,14 +201,14 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
     await run(t, name, gate, { batchSize: 5 })
     await insert(name, Array.from({ length: 10 }, (_, n) => room(n)))
     // The first source holds rows 0-4 in its claim, waiting on the gate.
-    await until(() => gate.waiting > 0, 'the first source to be publishing')
+    await until(() => gate.waiting > 0, 10_000, 'the first source to be publishing')
     await run(t, name, other, { batchSize: 5 })
     await other.waitFor(5, 10_000)
     t.same(other.published.map((p) => p.n), [5, 6, 7, 8, 9], 'the second read the rows after the held ones')
     gate.open()
-    await until(() => gate.published.length === 5, 'the first source to finish')
+    await until(() => gate.published.length === 5, 10_000, 'the first source to finish')
     t.same(gate.published, [0, 1, 2, 3, 4], 'the first kept its own')
-    await until(async () => (await rowsOf(name)).length === 0, 'every row deleted')
+    await until(async () => (await rowsOf(name)).length === 0, 10_000, 'every row deleted')
     t.equal(other.published.length, 5, 'nothing read twice')
   })
 
@@ -237,7 +218,7 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
     const { runner, source } = await run(t, name, first, { onDelivered: 'mark' })
     await insert(name, [room(0), room(1), room(2)])
     await first.waitFor(3, 10_000)
-    await until(async () => (await rowsOf(name)).every((row) => row.delivered_at instanceof Date), 'all three marked')
+    await until(async () => (await rowsOf(name)).every((row) => row.delivered_at instanceof Date), 10_000, 'all three marked')
     t.equal((await rowsOf(name)).length, 3, 'the rows stay')
     t.equal(await source.lag(), 0, 'no lag')
     await runner.close()
@@ -256,7 +237,7 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
       await insert(name, [room(0), { message: { n: 1 } }, room(2, 'unknown:x'), room(3)])
       await publisher.waitFor(2, 10_000)
       t.same(publisher.published.map((p) => p.n), [0, 3])
-      await until(async () => (await rowsOf(name)).filter((row) => row.failed_reason !== null).length === 2, 'two reasons written')
+      await until(async () => (await rowsOf(name)).filter((row) => row.failed_reason !== null).length === 2, 10_000, 'two reasons written')
       const rows = await rowsOf(name)
       const bad = rows.filter((row) => row.failed_reason !== null)
       t.same(bad.map((row) => [(row.message as { n: number }).n, row.failed_reason, row.delivered_at]), [[1, 'invalid_target', null], [2, 'unknown_topic', null]])
@@ -282,7 +263,7 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
     t.same(a.published.map((p) => p.n), Array.from({ length: 10 }, (_, n) => n), 'in id order')
     t.equal(b.published.length, 0, 'the second read nothing')
     await first.runner.close()
-    await until(() => second.source.active(), 'the second to take the lock')
+    await until(() => second.source.active(), 10_000, 'the second to take the lock')
     await insert(name, [room(10), room(11)])
     await b.waitFor(2, 10_000)
     t.same(b.published.map((p) => p.n), [10, 11])
@@ -300,9 +281,9 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
       'SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = $1', [`ws-hub postgres-outbox ${id}`.slice(0, 63)]
     )
     t.ok(rows.length > 0, 'the holder\'s connections were terminated')
-    await until(() => first.source.active() !== second.source.active(), 'one holder again')
+    await until(() => first.source.active() !== second.source.active(), 10_000, 'one holder again')
     await insert(name, [room(0), room(1), room(2)])
-    await until(() => a.published.length + b.published.length >= 3, 'the rows to be read')
+    await until(() => a.published.length + b.published.length >= 3, 10_000, 'the rows to be read')
     const reader = first.source.active() ? a : b
     t.same(reader.published.map((p) => p.n), [0, 1, 2], 'the holder read them, in order')
   })
@@ -316,7 +297,7 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
     t.equal(await source.lag(), 2)
     publisher.down = false
     await publisher.waitFor(2, 10_000)
-    await until(async () => await source.lag() === 0, 'lag back to 0')
+    await until(async () => await source.lag() === 0, 10_000, 'lag back to 0')
   })
 
   await t.test('close is idempotent and safe before start; an unreachable database reports down and closes', async (t) => {
@@ -326,7 +307,7 @@ t.test('postgres outbox', { skip: available ? false : `no PostgreSQL answers at 
     t.equal(await never.lag(), null)
     const config = { ...sourceConfig('ws_outbox'), connectionString: 'postgres://postgres@127.0.0.1:1/test' }
     const source = new PostgresOutboxSource(config, context(instanceId()))
-    const runner = new SourceRunner({ name: 'outbox', type: 'postgres-outbox', consumer: source, publisher: new FakePublisher(), log: quiet })
+    const runner = new SourceRunner({ name: 'outbox', type: 'postgres-outbox', consumer: source, publisher: new FakePublisher(), log: quietLogger })
     await runner.start()
     t.equal(runner.state(), 'down')
     await Promise.all([runner.close(), source.close()])

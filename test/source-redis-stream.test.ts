@@ -8,7 +8,6 @@
  */
 import t, { type Test as Tap } from 'tap'
 import { Redis } from 'ioredis'
-import type { FastifyBaseLogger } from 'fastify'
 import { normalizeSources, type RedisStreamSourceConfig } from '../lib/options/source-options.js'
 import { MemoryLease } from '../lib/sources/leases/memory-lease.js'
 import { RedisStreamSource, leaseKey } from '../lib/sources/redis-stream/redis-stream-source.js'
@@ -16,18 +15,9 @@ import { SourceRunner } from '../lib/sources/source-runner.js'
 import type { SourceContext } from '../lib/sources/source.js'
 import { FakePublisher, sourceSuite, uniqueName } from '../lib/testing/source-suite.js'
 import { PrivateRedis, needsRedisServer } from './helpers/redis-server.js'
-
-const quiet: FastifyBaseLogger = {
-  level: 'silent',
-  fatal () {},
-  error () {},
-  warn () {},
-  info () {},
-  debug () {},
-  trace () {},
-  silent () {},
-  child () { return quiet }
-}
+import { quietLogger } from '../lib/testing/source-suite.js'
+import { record, range, sleep } from './helpers/source-records.js'
+import { until } from './helpers.js'
 
 const url = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379'
 
@@ -46,25 +36,13 @@ async function redisAnswers (): Promise<boolean> {
 }
 
 const context = (instanceId: string, name = 'redis-stream'): SourceContext =>
-  ({ instanceId, name, log: quiet, lease: (key) => new MemoryLease(key) })
+  ({ instanceId, name, log: quietLogger, lease: (key) => new MemoryLease(key) })
 
 function sourceConfig (streams: string[], extra: Record<string, unknown> = {}): RedisStreamSourceConfig {
   // A short BLOCK keeps reads responsive to what a test does next.
   const [config] = normalizeSources([{ type: 'redis-stream', url, streams, blockMs: 200, ...extra }])
   if (config?.type !== 'redis-stream') throw new Error('not a redis-stream source')
   return config
-}
-
-const record = (n: number, topic = 'room'): string => JSON.stringify({ topic, message: { n } })
-const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-async function until (condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(20)
-  }
 }
 
 if (!await redisAnswers()) {
@@ -103,7 +81,7 @@ if (!await redisAnswers()) {
   /** A source and its runner, closed when the test ends. */
   async function run (t: Tap, config: RedisStreamSourceConfig, publisher: FakePublisher, instanceId = uniqueName('instance')): Promise<{ source: RedisStreamSource, runner: SourceRunner }> {
     const source = new RedisStreamSource(config, context(instanceId))
-    const runner = new SourceRunner({ name: 'redis-stream', type: 'redis-stream', consumer: source, publisher, log: quiet, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
+    const runner = new SourceRunner({ name: 'redis-stream', type: 'redis-stream', consumer: source, publisher, log: quietLogger, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
     t.teardown(async () => { await runner.close() })
     await runner.start()
     return { source, runner }

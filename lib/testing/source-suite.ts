@@ -83,7 +83,8 @@ export class FakePublisher implements SourcePublisher {
   }
 }
 
-const quiet: FastifyBaseLogger = {
+/** A logger that drops everything, for runners and consumers under test. */
+export const quietLogger: FastifyBaseLogger = {
   level: 'silent',
   fatal () {},
   error () {},
@@ -92,7 +93,7 @@ const quiet: FastifyBaseLogger = {
   debug () {},
   trace () {},
   silent () {},
-  child () { return quiet }
+  child () { return quietLogger }
 }
 
 let counter = 0
@@ -108,7 +109,7 @@ export async function sourceSuite (t: TapLike, name: string, fixture: SourceFixt
 
   async function run (place: string, publisher: FakePublisher, instanceId = uniqueName('instance'), group = `group-${place}`): Promise<SourceRunner> {
     const consumer = await fixture.consumer(place, { instanceId, group })
-    const runner = new SourceRunner({ name, type: name, consumer, publisher, log: quiet, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
+    const runner = new SourceRunner({ name, type: name, consumer, publisher, log: quietLogger, retryMs: 50, maxRetryMs: 200, lagIntervalMs: 200 })
     await runner.start()
     return runner
   }
