@@ -7,28 +7,15 @@
 import t, { type Test as Tap } from 'tap'
 import { Redis } from 'ioredis'
 import { RedisLease } from '../lib/sources/leases/redis-lease.js'
-import { uniqueName } from '../lib/testing/source-suite.js'
-import { quietLogger } from '../lib/testing/source-suite.js'
+import { redisAnswers } from './helpers/redis-server.js'
+import { uniqueName, quietLogger } from '../lib/testing/source-suite.js'
 import { sleep } from './helpers/source-records.js'
 import { until } from './helpers.js'
 
 const url = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379'
 const TTL = 300
 
-async function redisAnswers (): Promise<boolean> {
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 })
-  probe.on('error', () => {})
-  try {
-    await probe.connect()
-    return await probe.ping() === 'PONG'
-  } catch {
-    return false
-  } finally {
-    probe.disconnect()
-  }
-}
-
-if (!await redisAnswers()) {
+if (!await redisAnswers(url)) {
   t.plan(0, `nothing answers at ${url}`)
 } else {
   const admin = new Redis(url, { maxRetriesPerRequest: 1 })

@@ -13,27 +13,12 @@ import { MemoryLease } from '../lib/sources/leases/memory-lease.js'
 import { RedisStreamSource, leaseKey } from '../lib/sources/redis-stream/redis-stream-source.js'
 import { SourceRunner } from '../lib/sources/source-runner.js'
 import type { SourceContext } from '../lib/sources/source.js'
-import { FakePublisher, sourceSuite, uniqueName } from '../lib/testing/source-suite.js'
-import { PrivateRedis, needsRedisServer } from './helpers/redis-server.js'
-import { quietLogger } from '../lib/testing/source-suite.js'
+import { FakePublisher, sourceSuite, uniqueName, quietLogger } from '../lib/testing/source-suite.js'
+import { PrivateRedis, needsRedisServer, redisAnswers } from './helpers/redis-server.js'
 import { record, range, sleep } from './helpers/source-records.js'
 import { until } from './helpers.js'
 
 const url = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379'
-
-/** Whether Redis answers PING at `url` within a second; the probe is closed either way. */
-async function redisAnswers (): Promise<boolean> {
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 })
-  probe.on('error', () => {})
-  try {
-    await probe.connect()
-    return await probe.ping() === 'PONG'
-  } catch {
-    return false
-  } finally {
-    probe.disconnect()
-  }
-}
 
 const context = (instanceId: string, name = 'redis-stream'): SourceContext =>
   ({ instanceId, name, log: quietLogger, lease: (key) => new MemoryLease(key) })
@@ -45,7 +30,7 @@ function sourceConfig (streams: string[], extra: Record<string, unknown> = {}): 
   return config
 }
 
-if (!await redisAnswers()) {
+if (!await redisAnswers(url)) {
   t.plan(0, `nothing answers at ${url}`)
 } else {
   const admin = new Redis(url, { maxRetriesPerRequest: 1 })

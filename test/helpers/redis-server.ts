@@ -24,6 +24,20 @@ export function redisUrl (t: TapLike): string | null {
   return null
 }
 
+/** Whether Redis answers PING at `url` within a second; the probe is closed either way. */
+export async function redisAnswers (url: string): Promise<boolean> {
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 })
+  probe.on('error', () => {})
+  try {
+    await probe.connect()
+    return await probe.ping() === 'PONG'
+  } catch {
+    return false
+  } finally {
+    probe.disconnect()
+  }
+}
+
 let prefixes = 0
 /** A key/channel prefix no other run or test shares. */
 export function uniquePrefix (name: string): string {

@@ -7,20 +7,25 @@ import { CLOSE_STEP_MS, settle, withTimeout } from './kafka-timeouts.js'
 /** Longest wait between kafkajs' own retries, and between our consumer restarts. */
 export const RETRY_MAX_MS = 5_000
 
+/** What a kafkajs client is built from: the transport's options or a Kafka source's. */
+export type KafkaClientConfig = Pick<KafkaConfig, 'clientId' | 'brokers' | 'ssl' | 'sasl'>
+
 /**
  * A kafkajs client logging through the hub's logger. `quiet()` true drops
  * kafkajs' lines to debug: once an outage has been reported, its every
- * reconnect attempt is not news.
+ * reconnect attempt is not news. `who` names the user of the client in each
+ * line (`{ source: 'prices' }`), for more than one in a process.
  */
-export function createKafka (config: KafkaConfig, log: FastifyBaseLogger, quiet: () => boolean): Kafka {
+export function createKafka (config: KafkaClientConfig, log: FastifyBaseLogger, quiet: () => boolean, who: Record<string, string> = {}): Kafka {
   const { clientId, brokers, ssl, sasl } = config
+  const label = Object.entries(who).map(([key, value]) => `${key} ${value}: `).join('')
   // kafkajs reports its own retries at ERROR even when they succeed (a topic
   // another instance created first, a coordinator still loading). What really
-  // failed reaches the transport as a rejection or a CRASH and is logged
-  // there with context, so kafkajs' lines are context: warn, never stdout.
+  // failed reaches the transport or the source as a rejection or a CRASH and
+  // is logged there with context, so kafkajs' lines are context: warn, never stdout.
   const write = (entry: LogEntry): void => {
     const { message: text, timestamp: _timestamp, logger: _logger, ...extra } = entry.log
-    log[quiet() ? 'debug' : 'warn']({ kafkajs: entry.namespace, ...extra }, `ws-hub: kafkajs: ${String(text)}`)
+    log[quiet() ? 'debug' : 'warn']({ kafkajs: entry.namespace, ...who, ...extra }, `ws-hub: ${label}kafkajs: ${String(text)}`)
   }
   return new Kafka({
     clientId,

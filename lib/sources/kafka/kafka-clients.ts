@@ -1,10 +1,10 @@
 /** The kafkajs clients of one Kafka source, each setting with its reason. */
 import type { FastifyBaseLogger } from 'fastify'
-import { Kafka, logLevel, type Consumer, type LogEntry, type Producer } from 'kafkajs'
+import type { Consumer, Kafka, Producer } from 'kafkajs'
 import type { KafkaSourceConfig } from '../../options/source-options.js'
+import { createKafka as createClusterKafka, RETRY_MAX_MS } from '../../cluster/kafka/kafka-cluster.js'
 
-/** Longest wait between kafkajs' own retries, and between our consumer restarts. */
-export const RETRY_MAX_MS = 5_000
+export { RETRY_MAX_MS }
 
 /**
  * How long an idle fetch waits on the broker for records. Records are
@@ -13,31 +13,9 @@ export const RETRY_MAX_MS = 5_000
  */
 export const MAX_WAIT_MS = 1_000
 
-/**
- * A kafkajs client logging through the hub's logger. kafkajs reports its
- * own retries at ERROR even when they succeed; what really failed reaches
- * the source as a CRASH and the runner logs it, so kafkajs' lines are
- * context: warn, and debug once `quiet()` (an outage already reported).
- */
+/** A kafkajs client as the transport builds one, its log lines naming the source. */
 export function createKafka (config: KafkaSourceConfig, log: FastifyBaseLogger, quiet: () => boolean): Kafka {
-  const { clientId, brokers, ssl, sasl } = config
-  const write = (entry: LogEntry): void => {
-    const { message: text, timestamp: _timestamp, logger: _logger, ...extra } = entry.log
-    log[quiet() ? 'debug' : 'warn']({ kafkajs: entry.namespace, source: config.name, ...extra }, `ws-hub: source ${config.name}: kafkajs: ${String(text)}`)
-  }
-  return new Kafka({
-    clientId,
-    brokers,
-    ...(ssl === undefined ? {} : { ssl }),
-    ...(sasl === undefined ? {} : { sasl }),
-    connectionTimeout: 3_000,
-    // kafkajs' default is 30 s; a broker that stops answering without
-    // closing the socket should be given up on sooner.
-    requestTimeout: 10_000,
-    retry: { retries: 3, initialRetryTime: 300, maxRetryTime: RETRY_MAX_MS },
-    logLevel: logLevel.WARN,
-    logCreator: () => write
-  })
+  return createClusterKafka(config, log, quiet, { source: config.name ?? 'kafka' })
 }
 
 /** The group's consumer: every hub instance joins the same group, so each partition is read by one of them. */

@@ -1,4 +1,5 @@
 import type { Lease } from './lease.js'
+import { pause } from '../pause.js'
 
 const holders = new Map<string, MemoryLease>()
 const POLL_MS = 100
@@ -22,11 +23,7 @@ export class MemoryLease implements Lease {
         holders.set(this.#key, this)
         return true
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, POLL_MS)
-        function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
-        signal.addEventListener('abort', done, { once: true })
-      })
+      await pause(POLL_MS, signal)
     }
     return false
   }

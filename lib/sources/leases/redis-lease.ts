@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import { FailureLog } from '../../dispatch/failure-log.js'
 import { LeaseError } from '../../errors.js'
 import type { Lease } from './lease.js'
+import { pause } from '../pause.js'
 
 /**
  * KEYS: lease. ARGV: holder, ttl ms. Takes a free lease, or extends it for
@@ -90,7 +91,7 @@ export class RedisLease implements Lease {
       } catch (err) {
         this.#failures.record(err, { lease: this.#options.key })
       }
-      await wait(this.#periodMs, signal)
+      await pause(this.#periodMs, signal)
     }
     return false
   }
@@ -162,16 +163,4 @@ export class RedisLease implements Lease {
     const reply: unknown = await command.call(this.#options.client, this.#options.key, this.#options.holder, ...args)
     return reply
   }
-}
-
-async function wait (ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }

@@ -48,17 +48,3 @@ export async function whenReady (client: Redis, signal: AbortSignal): Promise<vo
     signal.addEventListener('abort', done, { once: true })
   })
 }
-
-/** Waits `ms`, or less when `signal` aborts. */
-export async function pause (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
-}
