@@ -158,7 +158,7 @@ t.test('health and stats', async (t) => {
   const a = await connect(wsUrl)
   a.send({ type: 'broadcast', message: 1 })
   await a.next('message')
-  t.same(await (await fetch(`${url}/api/health`)).json(), { status: 'ok', instanceId: app.wsHub.instanceId, broker: 'none', registry: 'up', connections: 1 })
+  t.same(await (await fetch(`${url}/api/health`)).json(), { status: 'ok', instanceId: app.wsHub.instanceId, broker: 'none', registry: 'up', connections: 1, sources: [] })
   t.same(await (await fetch(`${url}/api/health/live`)).json(), { status: 'ok' })
   const stats = await (await fetch(`${url}/api/stats`)).json() as Record<string, unknown>
   t.match(stats, { connections: 1, messagesIn: 1, handshakes: { accepted: 1 }, brokerState: 'none' })

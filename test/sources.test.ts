@@ -1,7 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import Type from 'typebox'
-import wsHub, { MemoryBus, MemoryTransport, type Transport, type WsHubOptions } from '../lib/index.js'
+import wsHub, { MemoryBus, MemoryTransport, type SourceConsumer, type Transport, type WsHubOptions } from '../lib/index.js'
 import { MemoryHistory } from '../lib/cluster/memory/memory-history.js'
 import { build, connect, until, type TestClient } from './helpers.js'
 import { QueueConsumer } from './fakes/queue-consumer.js'
@@ -236,4 +236,18 @@ t.test('every source option has its default, filled in by register', async (t) =
   t.throws(() => normalizeOptions({ sources: [{ type: 'kafka', brokers: ['k'], topics: ['t'], sessionTimeoutMs: 6_000, heartbeatIntervalMs: 6_000 }] }), { code: 'WS_HUB_INVALID_OPTION' })
   t.throws(() => normalizeOptions({ sources: [{ type: 'mqtt', url: 'mqtt://m', subscriptions: ['x'], qos: 0 as never }] }), { code: 'WS_HUB_INVALID_OPTION', message: /sources\[0\]\.qos/ })
   t.throws(() => normalizeOptions({ sources: 'kafka' as never }), { code: 'WS_HUB_INVALID_OPTION', message: /"sources" must be an array/ })
+})
+
+t.test('a source that cannot reach its service is down, and readiness says degraded', async (t) => {
+  const unreachable: SourceConsumer = {
+    start: async (sink) => { sink.connected(false, new Error('connection refused')) },
+    lag: async () => null,
+    close: async () => {}
+  }
+  const { app } = await build(t, { sources: [{ type: 'custom', name: 'feed', consumer: unreachable }] })
+  const health = (await app.inject('/api/health')).json() as { status: string, sources: unknown[] }
+  t.equal(health.status, 'degraded')
+  t.same(health.sources, [{ name: 'feed', type: 'custom', state: 'down' }])
+  t.match((await app.inject('/metrics')).body, /ws_hub_source_state\{source="feed",state="down"\} 1/)
+  t.match((await app.inject('/metrics')).body, /ws_hub_source_lag\{source="feed"\} -1/)
 })

@@ -76,7 +76,7 @@ t.test('stall: a hung Redis (SIGSTOP) is reported as an outage within the detect
   }
   await acked(sender, { type: 'broadcast', message: 'before', id: 'before' })
   await received(far, 'message', 'before')
-  t.same(await health(a.url), { status: 'ok', instanceId: a.app.wsHub.instanceId, broker: 'up', registry: 'up', connections: 2 })
+  t.same(await health(a.url), { status: 'ok', instanceId: a.app.wsHub.instanceId, broker: 'up', registry: 'up', connections: 2, sources: [] })
 
   redis.pause()
   const frozenAt = Date.now()
@@ -154,7 +154,7 @@ t.test('stall: a hung Redis (SIGSTOP) is reported as an outage within the detect
     return ha.status === 'ok' && hb.status === 'ok'
   }, RECONNECT_MAX_MS + STALL_DETECTION_MS + SLACK_MS, 'both instances to report ok again')
   t.ok(Date.now() - resumedAt <= RECONNECT_MAX_MS + STALL_DETECTION_MS + SLACK_MS, `recovered in ${Date.now() - resumedAt} ms`)
-  t.same(await health(a.url), { status: 'ok', instanceId: a.app.wsHub.instanceId, broker: 'up', registry: 'up', connections: 2 })
+  t.same(await health(a.url), { status: 'ok', instanceId: a.app.wsHub.instanceId, broker: 'up', registry: 'up', connections: 2, sources: [] })
   t.equal(await gauge(a.url, 'ws_hub_broker_up'), 1)
   t.equal(await gauge(a.url, 'ws_hub_registry_up'), 1)
 
