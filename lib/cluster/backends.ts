@@ -47,6 +47,10 @@ export async function createTransport (option: BrokerConfig, log: FastifyBaseLog
     case 'custom':
       return { value: option.transport, owned: false }
     case 'redis': {
+      if (option.cluster !== undefined) {
+        const { RedisClusterTransport } = await loadBackend('ioredis', 'broker.cluster', async () => import('./redis/redis-cluster-transport.js'))
+        return { value: new RedisClusterTransport({ ...option, cluster: option.cluster }, log), owned: true }
+      }
       const { RedisTransport } = await loadBackend('ioredis', 'broker.type: redis', async () => import('./redis/redis-transport.js'))
       return { value: new RedisTransport(option, log), owned: true }
     }

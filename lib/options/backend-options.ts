@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox'
 import type { ConnectionOptions } from 'node:tls'
-import type { Redis } from 'ioredis'
+import type { ClusterOptions, Redis } from 'ioredis'
 import type { SASLOptions } from 'kafkajs'
 import type { Transport } from '../cluster/transport.js'
 import type { MemoryBus } from '../cluster/memory/memory-transport.js'
@@ -25,12 +25,34 @@ const MemoryBrokerSchema = Type.Object({
   bus: Type.Optional(instance<MemoryBus>())
 }, { additionalProperties: false })
 
-/** Redis pub/sub transport. Pass `url` (the hub opens and closes its connections) or `client` (yours: duplicated for subscribing, never closed). */
+const ClusterNodeSchema = Type.Union([
+  Type.String({ pattern: '^.+:[0-9]+$' }),
+  Type.Object({ host: nonEmpty, port: integer(1, 65_535) }, { additionalProperties: false })
+], { errorMessage: 'must be "host:port" or { host, port }' })
+
+/**
+ * A Redis Cluster (Redis 7 or later, for sharded pub/sub). `nodes` are
+ * startup nodes, any reachable subset of the cluster. `options` are ioredis
+ * ClusterOptions, passed through (TLS, passwords, natMap, ...); the settings
+ * that keep a command from running late or twice are the hub's and win.
+ */
+const RedisClusterSchema = Type.Object({
+  nodes: Type.Array(ClusterNodeSchema, { minItems: 1, errorMessage: 'must be a non-empty array of "host:port" strings or { host, port }' }),
+  options: Type.Optional(opaque<ClusterOptions>(Type.Object({})))
+}, { additionalProperties: false })
+
+/**
+ * Redis pub/sub transport. Pass exactly one of `url` (the hub opens and
+ * closes its connections), `client` (yours: duplicated for subscribing,
+ * never closed) and `cluster` (a Redis Cluster: sharded pub/sub, each
+ * topic's envelopes on the shard that serves its channel).
+ */
 const RedisBrokerSchema = Type.Object({
   type: Type.Literal('redis'),
   url: Type.Optional(nonEmpty),
   client: Type.Optional(instance<Redis>()),
-  /** Prefix of every channel name, so several hubs can share one Redis. */
+  cluster: Type.Optional(RedisClusterSchema),
+  /** Prefix of every channel name, so several hubs can share one Redis. On a cluster it may not contain `{` or `}`. */
   channelPrefix: withDefault(Type.String(), 'ws-hub:')
 }, { additionalProperties: false })
 

@@ -130,10 +130,10 @@ export class RedisTransport implements Transport {
     const pub = this.#pub
     if (this.#closing !== null) throw new TransportError('RedisTransport: publish() called after close()')
     if (pub === null || !this.#started) throw new TransportError('RedisTransport: publish() called before start() resolved')
-    const channels = this.#route(envelope, to)
+    const channels = routeEnvelope(this.#channels.all, this.#channels, envelope, to)
     if (channels.length === 0) return
     if (pub.status !== 'ready') {
-      throw new TransportError(`RedisTransport: Redis is unreachable (publisher ${pub.status}); ${describe(envelope)} not sent to ${channels.join(', ')}`, { cause: this.#lastError })
+      throw new TransportError(`RedisTransport: Redis is unreachable (publisher ${pub.status}); ${describeEnvelope(envelope)} not sent to ${channels.join(', ')}`, { cause: this.#lastError })
     }
     const sentAt = envelope.sentAt ?? Date.now()
     const text = encodeEnvelope(envelope, sentAt)
@@ -156,7 +156,7 @@ export class RedisTransport implements Transport {
       // drops it as stale keeps "failed" true: it is never delivered after.
       await untilStale(sentAt, this.#maxEnvelopeAgeMs)
     }
-    throw new TransportError(`RedisTransport: publishing ${describe(envelope)} failed on ${failed.length} of ${channels.length} channels (${failed.join(', ')})${unknown ? `; reported once older than maxEnvelopeAgeMs (${this.#maxEnvelopeAgeMs} ms), from when no instance handles it` : ''}`, { cause })
+    throw new TransportError(`RedisTransport: publishing ${describeEnvelope(envelope)} failed on ${failed.length} of ${channels.length} channels (${failed.join(', ')})${unknown ? `; reported once older than maxEnvelopeAgeMs (${this.#maxEnvelopeAgeMs} ms), from when no instance handles it` : ''}`, { cause })
   }
 
   /**
@@ -216,32 +216,12 @@ export class RedisTransport implements Transport {
     await Promise.all(connections.map(closeConnection))
   }
 
-  #route (envelope: Envelope, to: readonly string[] | undefined): string[] {
-    // A repeated instance would get the envelope twice.
-    if (to !== undefined) return [...new Set(to)].map((id) => this.#channels.instance(id))
-    if (envelope.type === 'deliver' && envelope.target.kind === 'topic') return [this.#channels.topic(envelope.target.topic)]
-    return [this.#channels.all]
-  }
-
   #receive (channel: string, text: string, instanceId: string, onEnvelope: EnvelopeHandler): void {
     if (this.#closing !== null) return
     // An UNSUBSCRIBE not yet confirmed, or one that failed, still lets these in.
     const topic = this.#channels.topicOf(channel)
     if (topic !== undefined && !this.#topics.has(topic)) return
-    let envelope: Envelope
-    try {
-      envelope = decodeEnvelope(text)
-    } catch (err) {
-      this.#log.warn({ err, channel, bytes: Buffer.byteLength(text) }, 'ws-hub: malformed envelope on a Redis channel dropped')
-      return
-    }
-    if (envelope.origin === instanceId) return
-    // A throw here would unwind into ioredis's reply parser.
-    try {
-      onEnvelope(envelope)
-    } catch (err) {
-      this.#log.error({ err, channel, origin: envelope.origin, type: envelope.type }, 'ws-hub: handling an envelope from Redis failed')
-    }
+    receiveEnvelope(this.#log, channel, text, instanceId, onEnvelope)
   }
 
   #resubscribe (sub: Redis, own: string[]): void {
@@ -282,12 +262,46 @@ export class RedisTransport implements Transport {
   }
 }
 
+/**
+ * The channels an envelope goes to: the instances in `to` (each once), else
+ * a topic's channel for a topic delivery, else `all` (the channel this
+ * instance broadcasts on). Shared by the single-Redis and cluster transports.
+ */
+export function routeEnvelope (all: string, channels: Pick<ChannelLayout, 'instance' | 'topic'>, envelope: Envelope, to: readonly string[] | undefined): string[] {
+  // A repeated instance would get the envelope twice.
+  if (to !== undefined) return [...new Set(to)].map((id) => channels.instance(id))
+  if (envelope.type === 'deliver' && envelope.target.kind === 'topic') return [channels.topic(envelope.target.topic)]
+  return [all]
+}
+
+/**
+ * Decodes a message from a Redis channel and hands it to the hub: malformed
+ * ones are logged and dropped, the instance's own are skipped, and a throwing
+ * handler is logged (a throw would unwind into ioredis's reply parser).
+ */
+export function receiveEnvelope (log: FastifyBaseLogger, channel: string, text: string, instanceId: string, onEnvelope: EnvelopeHandler): void {
+  let envelope: Envelope
+  try {
+    envelope = decodeEnvelope(text)
+  } catch (err) {
+    log.warn({ err, channel, bytes: Buffer.byteLength(text) }, 'ws-hub: malformed envelope on a Redis channel dropped')
+    return
+  }
+  if (envelope.origin === instanceId) return
+  try {
+    onEnvelope(envelope)
+  } catch (err) {
+    log.error({ err, channel, origin: envelope.origin, type: envelope.type }, 'ws-hub: handling an envelope from Redis failed')
+  }
+}
+
 /** An error reply: Redis read the command and did not run it. Anything else leaves its fate unknown. */
-function isRefusal (err: unknown): boolean {
+export function isRefusal (err: unknown): boolean {
   return err instanceof Error && err.name === 'ReplyError'
 }
 
-function describe (envelope: Envelope): string {
+/** An envelope in words, for errors: what it is and who it is for. */
+export function describeEnvelope (envelope: Envelope): string {
   switch (envelope.type) {
     case 'deliver': return `a deliver envelope for ${describeTarget(envelope.target)}`
     case 'close': return `a close envelope for ${describeTarget(envelope.target)}`
