@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox'
 import type { ConnectionOptions } from 'node:tls'
-import type { Redis } from 'ioredis'
+import type { ClusterOptions, Redis } from 'ioredis'
 import type { SASLOptions } from 'kafkajs'
 import type { Transport } from '../cluster/transport.js'
 import type { MemoryBus } from '../cluster/memory/memory-transport.js'
@@ -23,6 +23,22 @@ const MemoryBrokerSchema = Type.Object({
   type: Type.Literal('memory'),
   /** Share one bus between hubs in the same process and they act as one cluster. */
   bus: Type.Optional(instance<MemoryBus>())
+}, { additionalProperties: false })
+
+const ClusterNodeSchema = Type.Union([
+  Type.String({ pattern: '^.+:[0-9]+$' }),
+  Type.Object({ host: nonEmpty, port: integer(1, 65_535) }, { additionalProperties: false })
+], { errorMessage: 'must be "host:port" or { host, port }' })
+
+/**
+ * A Redis Cluster (Redis 7 or later, for sharded pub/sub). `nodes` are
+ * startup nodes, any reachable subset of the cluster. `options` are ioredis
+ * ClusterOptions, passed through (TLS, passwords, natMap, ...); the settings
+ * that keep a command from running late or twice are the hub's and win.
+ */
+const RedisClusterSchema = Type.Object({
+  nodes: Type.Array(ClusterNodeSchema, { minItems: 1, errorMessage: 'must be a non-empty array of "host:port" strings or { host, port }' }),
+  options: Type.Optional(opaque<ClusterOptions>(Type.Object({})))
 }, { additionalProperties: false })
 
 /** Redis pub/sub transport. Pass `url` (the hub opens and closes its connections) or `client` (yours: duplicated for subscribing, never closed). */
@@ -100,11 +116,18 @@ const CustomBrokerSchema = Type.Object({
 
 const MemoryRegistrySchema = Type.Object({ type: Type.Literal('memory') }, { additionalProperties: false })
 
+/**
+ * Cluster state in Redis. Pass exactly one of `url` (the hub opens and
+ * closes its connection), `client` (yours: duplicated, never closed) and
+ * `cluster` (a Redis Cluster: every registry key in one slot, the prefix
+ * being its hash tag, see `lib/cluster/redis/keys.ts`).
+ */
 const RedisRegistrySchema = Type.Object({
   type: Type.Literal('redis'),
   url: Type.Optional(nonEmpty),
   client: Type.Optional(instance<Redis>()),
-  /** Prefix of every key. */
+  cluster: Type.Optional(RedisClusterSchema),
+  /** Prefix of every key. On a cluster it must be non-empty and without `{` or `}`: the hub wraps it in braces. */
   keyPrefix: withDefault(Type.String(), 'ws-hub:'),
   /**
    * How long a crashed instance's slots stay taken. Below 100 ms a lease
@@ -124,12 +147,17 @@ const CustomRegistrySchema = Type.Object({
 
 const MemoryHistorySchema = Type.Object({ type: Type.Literal('memory') }, { additionalProperties: false })
 
-/** Redis Streams, one per topic. Pass `url` (the hub opens and closes its connection) or `client` (yours: duplicated, never closed). */
+/**
+ * Redis Streams, one per topic. Pass exactly one of `url` (the hub opens
+ * and closes its connection), `client` (yours: duplicated, never closed)
+ * and `cluster` (a Redis Cluster: each topic's keys in the topic's slot).
+ */
 const RedisHistorySchema = Type.Object({
   type: Type.Literal('redis'),
   url: Type.Optional(nonEmpty),
   client: Type.Optional(instance<Redis>()),
-  /** Prefix of every key; history keys are `<keyPrefix>history:...`. */
+  cluster: Type.Optional(RedisClusterSchema),
+  /** Prefix of every key; history keys are `<keyPrefix>history:...`. On a cluster it may not contain `{` or `}`. */
   keyPrefix: withDefault(Type.String(), 'ws-hub:')
 }, { additionalProperties: false })
 
@@ -239,7 +267,7 @@ export function normalizeHistory (value: unknown): HistoryConfig {
  */
 export function defaultHistory (registry: RegistryConfig): HistoryConfig {
   if (registry.type !== 'redis') return { type: 'memory' }
-  // The registry's own fields but its lease: the same url or client, and keyPrefix.
+  // The registry's own fields but its lease: the same url, client or cluster, and keyPrefix.
   const { leaseMs: _lease, ...source } = registry
   return source
 }
