@@ -23,8 +23,12 @@ export interface RedisHistoryOptions extends RedisSource {
  * everything else: the next script makes a new one, offsets restart at 1
  * under new epochs, and every position of before reads `ok: false`.
  *
- * One connection of its own, opened at first use (from `url`, or as a
- * duplicate of the user's `client`, which is never closed). While Redis is
+ * On a Redis Cluster each topic's keys are in the topic's slot, so topics
+ * spread over the shards; the base epoch is kept per slot (see `keys.ts`).
+ *
+ * One connection of its own, opened at first use (from `url`, as a
+ * duplicate of the user's `client`, which is never closed, or a Cluster
+ * client on `cluster`). While Redis is
  * unreachable every call rejects at once; nothing is queued or resent, so
  * an append whose reply was lost may have been stored: a retry with the
  * same idempotency key answers as the first.
