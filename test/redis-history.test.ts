@@ -72,7 +72,7 @@ if (url !== null) {
   t.test('redis history: with a client, works on a duplicate and never closes it', async (t) => {
     const prefix = uniquePrefix('history-client')
     const client = plainClient(t, url)
-    const history = await createHistory({ type: 'redis', client, url: undefined, keyPrefix: prefix }, { type: 'memory' }, quiet)
+    const history = await createHistory({ type: 'redis', client, url: undefined, cluster: undefined, keyPrefix: prefix }, { type: 'memory' }, quiet)
     t.equal(history.owned, true, 'the store is the hub\'s to close; the client is not')
     t.equal((await append(history.value, 't')).offset, 1)
     await history.value.close()

@@ -78,9 +78,9 @@ if (url !== null) {
     return { transport, inbox }
   }
 
-  t.test('options need exactly one of url and client', async (t) => {
+  t.test('options need exactly one of url, client and cluster', async (t) => {
     t.throws(() => new RedisTransport({}, quiet), OptionsError)
-    t.throws(() => new RedisTransport({ url, client: new Redis({ lazyConnect: true }) }, quiet), /exactly one of "url" or "client" \(got both\)/)
+    t.throws(() => new RedisTransport({ url, client: new Redis({ lazyConnect: true }) }, quiet), /exactly one of "url", "client" or "cluster" \(got url and client\)/)
   })
 
   t.test('start resolves after Redis confirmed both subscriptions', async (t) => {

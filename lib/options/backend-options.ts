@@ -122,11 +122,18 @@ const CustomBrokerSchema = Type.Object({
 
 const MemoryRegistrySchema = Type.Object({ type: Type.Literal('memory') }, { additionalProperties: false })
 
+/**
+ * Cluster state in Redis. Pass exactly one of `url` (the hub opens and
+ * closes its connection), `client` (yours: duplicated, never closed) and
+ * `cluster` (a Redis Cluster: every registry key in one slot, the prefix
+ * being its hash tag, see `lib/cluster/redis/keys.ts`).
+ */
 const RedisRegistrySchema = Type.Object({
   type: Type.Literal('redis'),
   url: Type.Optional(nonEmpty),
   client: Type.Optional(instance<Redis>()),
-  /** Prefix of every key. */
+  cluster: Type.Optional(RedisClusterSchema),
+  /** Prefix of every key. On a cluster it must be non-empty and without `{` or `}`: the hub wraps it in braces. */
   keyPrefix: withDefault(Type.String(), 'ws-hub:'),
   /**
    * How long a crashed instance's slots stay taken. Below 100 ms a lease
@@ -146,12 +153,17 @@ const CustomRegistrySchema = Type.Object({
 
 const MemoryHistorySchema = Type.Object({ type: Type.Literal('memory') }, { additionalProperties: false })
 
-/** Redis Streams, one per topic. Pass `url` (the hub opens and closes its connection) or `client` (yours: duplicated, never closed). */
+/**
+ * Redis Streams, one per topic. Pass exactly one of `url` (the hub opens
+ * and closes its connection), `client` (yours: duplicated, never closed)
+ * and `cluster` (a Redis Cluster: each topic's keys in the topic's slot).
+ */
 const RedisHistorySchema = Type.Object({
   type: Type.Literal('redis'),
   url: Type.Optional(nonEmpty),
   client: Type.Optional(instance<Redis>()),
-  /** Prefix of every key; history keys are `<keyPrefix>history:...`. */
+  cluster: Type.Optional(RedisClusterSchema),
+  /** Prefix of every key; history keys are `<keyPrefix>history:...`. On a cluster it may not contain `{` or `}`. */
   keyPrefix: withDefault(Type.String(), 'ws-hub:')
 }, { additionalProperties: false })
 
@@ -261,7 +273,7 @@ export function normalizeHistory (value: unknown): HistoryConfig {
  */
 export function defaultHistory (registry: RegistryConfig): HistoryConfig {
   if (registry.type !== 'redis') return { type: 'memory' }
-  // The registry's own fields but its lease: the same url or client, and keyPrefix.
+  // The registry's own fields but its lease: the same url, client or cluster, and keyPrefix.
   const { leaseMs: _lease, ...source } = registry
   return source
 }

@@ -1,11 +1,27 @@
-import { Redis, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { OptionsError } from '../../options/hub-options.js'
 
-/** Where a Redis backend gets its connections: a URL it opens, or the user's client it duplicates. */
+/** A Redis Cluster: startup nodes (any reachable subset), and ioredis options passed through. */
+export interface RedisClusterSource {
+  nodes: ReadonlyArray<string | { host: string, port: number }>
+  options?: ClusterOptions | undefined
+}
+
+/**
+ * Where a Redis backend gets its connections: a URL it opens, the user's
+ * client it duplicates, or a Redis Cluster it connects to.
+ */
 export interface RedisSource {
   url?: string | undefined
   client?: Redis | undefined
+  cluster?: RedisClusterSource | undefined
 }
+
+/** A source that names one Redis (or a Sentinel group): what a connection of one socket needs. */
+export type SingleRedisSource = RedisSource & { cluster?: undefined }
+
+/** What `openConnection` opens: one Redis, or a Redis Cluster client when the source is a cluster. */
+export type RedisConnection = Redis | Cluster
 
 /** First reconnect delay; it doubles per failed attempt up to the cap. */
 export const RECONNECT_BASE_MS = 100
@@ -76,29 +92,120 @@ const SETTINGS: Partial<RedisOptions> = {
   keyPrefix: ''
 }
 
-/** Throws an OptionsError unless exactly one of `url` and `client` is given. */
-export function checkSource (source: RedisSource, option: 'broker' | 'registry' | 'history'): RedisSource {
+/**
+ * How often a cluster client reads the slot map again when nothing failed.
+ * With no command re-sent on a failover (see CLUSTER_SETTINGS), this is
+ * what finds the promoted replica when no MOVED reply points to it: a
+ * shard is back in use at most this long after its failover completed.
+ */
+export const SLOTS_REFRESH_INTERVAL_MS = 2_000
+
+/**
+ * SETTINGS for a Redis Cluster client, for the same reasons; they win over
+ * the user's `options` (field by field, `redisOptions` too). ioredis's
+ * node connections never reconnect by themselves: a lost node is dropped
+ * and found again through the slot map.
+ */
+const CLUSTER_SETTINGS: ClusterOptions = {
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  keyPrefix: '',
+  slotsRefreshInterval: SLOTS_REFRESH_INTERVAL_MS,
+  clusterRetryStrategy: (times: number) => reconnectDelay(times),
+  // Any value above 0 re-sends a command that failed with "Connection is
+  // closed", which is also how a command in flight on a dying master fails:
+  // that script may have run, and running it again would take a slot twice.
+  // MOVED, ASK, TRYAGAIN and CLUSTERDOWN are still retried (ioredis's
+  // defaults, bounded by maxRedirections): Redis answered them without
+  // running the command.
+  retryDelayOnFailover: 0,
+  redisOptions: {
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    keyPrefix: ''
+  }
+}
+
+/** Throws an OptionsError unless exactly one of `url`, `client` and `cluster` is given. */
+export function checkSource (source: SingleRedisSource, option: SourceOption): SingleRedisSource
+export function checkSource (source: RedisSource, option: SourceOption): RedisSource
+export function checkSource (source: RedisSource, option: SourceOption): RedisSource {
   const hasUrl = typeof source.url === 'string' && source.url !== ''
   const hasClient = source.client !== undefined
-  if (hasUrl === hasClient) {
-    throw new OptionsError(`fastify-ws-hub: option "${option}" of type redis needs exactly one of "url" or "client" (got ${hasUrl ? 'both' : 'neither'})`)
+  const hasCluster = source.cluster !== undefined
+  const given = Number(hasUrl) + Number(hasClient) + Number(hasCluster)
+  if (given !== 1) {
+    const named = [hasCluster && 'cluster', hasUrl && 'url', hasClient && 'client'].filter((name) => name !== false)
+    throw new OptionsError(`fastify-ws-hub: option "${option}" of type redis needs exactly one of "url", "client" or "cluster" (got ${named.length === 0 ? 'none' : named.join(' and ')})`)
+  }
+  if (source.cluster !== undefined) {
+    if (source.cluster.nodes.length === 0) throw new OptionsError(`fastify-ws-hub: option "${option}.cluster.nodes" must list at least one node`)
+    return { cluster: source.cluster }
   }
   return hasUrl ? { url: source.url } : { client: source.client }
 }
 
+type SourceOption = 'broker' | 'registry' | 'history'
+
 /**
- * A new connection the caller owns and must close: opened from the URL, or
- * a duplicate of the user's client (same server, credentials, TLS and db;
- * our settings above), so the user's client is never reconfigured or closed.
+ * A new connection the caller owns and must close: opened from the URL, a
+ * duplicate of the user's client (same server, credentials, TLS and db;
+ * our settings above), so the user's client is never reconfigured or
+ * closed, or a new Cluster client on the cluster's nodes.
  */
-export function openConnection (source: RedisSource, name: string): Redis {
+export function openConnection (source: SingleRedisSource, name: string): Redis
+export function openConnection (source: RedisSource, name: string): RedisConnection
+export function openConnection (source: RedisSource, name: string): RedisConnection {
+  if (source.cluster !== undefined) return openCluster(source.cluster, name)
   const settings: Partial<RedisOptions> = { ...SETTINGS, connectionName: connectionName(name) }
   let client: Redis
   if (source.client !== undefined) client = source.client.duplicate(settings)
   else if (source.url !== undefined) client = new Redis(source.url, settings)
-  else throw new OptionsError('fastify-ws-hub: a Redis backend needs "url" or "client"')
+  else throw new OptionsError('fastify-ws-hub: a Redis backend needs "url", "client" or "cluster"')
   watch(client, name)
   return client
+}
+
+function openCluster (source: RedisClusterSource, name: string): Cluster {
+  const user = source.options ?? {}
+  const nodes: ClusterNode[] = source.nodes.map((node) => typeof node === 'string' ? node : { host: node.host, port: node.port })
+  const cluster = new Cluster(nodes, {
+    ...user,
+    ...CLUSTER_SETTINGS,
+    redisOptions: { ...user.redisOptions, ...CLUSTER_SETTINGS.redisOptions, connectionName: connectionName(name) }
+  })
+  watchCluster(cluster, name)
+  // With no offline queue, ioredis rejects a command for a master whose
+  // connection is still being opened (it connects on first use), so of
+  // two commands sent at once to a fresh master the second fails. Every
+  // master is connected once the client is ready instead: at start (see
+  // `connectConnection`) and after each later refresh of the slot map (a
+  // failover's promoted replica). Not before 'ready': the client's own
+  // ready check would be the command refused. A failure is the node's
+  // 'error', and is retried by the next command or refresh.
+  cluster.on('refresh', () => { if (cluster.status === 'ready') connectMasters(cluster).catch(() => {}) })
+  return cluster
+}
+
+async function connectMasters (cluster: Cluster): Promise<void> {
+  await Promise.all(cluster.nodes('master').map(async (node) => {
+    if (node.status === 'wait') await node.connect().catch(() => {})
+  }))
+}
+
+/**
+ * Connects a connection `openConnection` made; for a cluster, resolves once
+ * the slot map is read and every master has been tried.
+ */
+export async function connectConnection (client: RedisConnection): Promise<void> {
+  await client.connect()
+  if (isCluster(client)) await connectMasters(client)
+}
+
+/** Whether a connection is a Cluster client. */
+export function isCluster (connection: RedisConnection): connection is Cluster {
+  return connection instanceof Cluster
 }
 
 /** Raised (as an 'error' event) on a connection the watchdog drops. */
@@ -169,8 +276,61 @@ function watch (client: Redis, name: string): void {
   client.on('end', stop)
 }
 
+/**
+ * The watchdog of a Cluster client: every master it is connected to is
+ * PINGed as one connection is above, and a master without a reply after
+ * WATCHDOG_TIMEOUT_MS is a stall. Its connection is dropped: every command
+ * in flight on it rejects, and ioredis drops the node and finds the
+ * master of its slots again (the same node when it answers again, or the
+ * replica promoted in its place) at the next slot map refresh.
+ */
+function watchCluster (cluster: Cluster, name: string): void {
+  let timer: NodeJS.Timeout | null = null
+  const probing = new WeakSet<Redis>()
+  const probe = (node: Redis): void => {
+    const stream = node.stream
+    probing.add(node)
+    let answered = false
+    const hung = (): void => {
+      probing.delete(node)
+      if (answered || node.status !== 'ready' || node.stream !== stream) return
+      if (cluster.listenerCount('error') > 0) {
+        cluster.emit('error', new RedisStallError(`Redis Cluster master ${node.options.host ?? '?'}:${node.options.port ?? '?'} did not answer PING within ${WATCHDOG_TIMEOUT_MS} ms on connection ${name}; dropping it`))
+      }
+      stream.destroy()
+    }
+    const deadline = setTimeout(() => { setImmediate(hung) }, WATCHDOG_TIMEOUT_MS).unref()
+    const answer = (): void => {
+      answered = true
+      clearTimeout(deadline)
+      probing.delete(node)
+    }
+    node.ping().then(answer, answer)
+  }
+  const tick = (): void => {
+    if (cluster.status !== 'ready') return
+    for (const node of cluster.nodes('master')) {
+      if (node.status === 'ready' && !probing.has(node)) probe(node)
+    }
+  }
+  const start = (): void => {
+    // One PING per master at a time, WATCHDOG_INTERVAL_MS apart at most.
+    timer ??= setInterval(tick, WATCHDOG_INTERVAL_MS).unref()
+  }
+  const stop = (): void => {
+    if (timer !== null) clearInterval(timer)
+    timer = null
+  }
+  cluster.on('ready', start)
+  cluster.on('end', stop)
+}
+
 /** Where a source points, for error messages; never includes a password. */
 export function describeSource (source: RedisSource): string {
+  if (source.cluster !== undefined) {
+    const nodes = source.cluster.nodes.map((node) => typeof node === 'string' ? node : `${node.host}:${node.port}`)
+    return `the Redis Cluster at ${nodes.join(', ')}`
+  }
   if (source.url !== undefined) {
     try {
       const url = new URL(source.url)
@@ -197,11 +357,13 @@ function connectionName (name: string): string {
  * never hang shutdown. Never rejects: at shutdown a failed QUIT is handled
  * by dropping the socket, which is what it would have done anyway.
  */
-export async function closeConnection (client: Redis): Promise<void> {
+export async function closeConnection (client: RedisConnection): Promise<void> {
   if (client.status === 'end') return
   // Only a live or connecting socket emits 'end' once dropped; one that is
-  // waiting to reconnect just stops retrying.
-  const willEnd = client.status === 'ready' || client.status === 'connect' || client.status === 'connecting'
+  // waiting to reconnect just stops retrying. A Cluster client ends once
+  // disconnected from any state but its first.
+  const willEnd = client.status === 'ready' || client.status === 'connect' || client.status === 'connecting' ||
+    (isCluster(client) && client.status !== 'wait')
   const ended = willEnd ? new Promise<void>((resolve) => client.once('end', () => resolve())) : Promise.resolve()
   if (client.status === 'ready') {
     await withTimeout(client.quit().then(() => undefined, () => undefined), CLOSE_TIMEOUT_MS)

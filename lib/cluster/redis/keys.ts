@@ -1,7 +1,22 @@
+import { OptionsError } from '../../errors.js'
+import { SLOT_COUNT, keySlot } from './cluster/slot.js'
+
 /**
  * Every key name the Redis cluster state uses, built here and nowhere else.
- * A move to Redis Cluster is a change of this layout (wrap the prefix in a
- * `{hash tag}` so every key lands in one slot), not of the scripts.
+ *
+ * On a Redis Cluster the prefix is wrapped in a hash tag (`ws-hub:` becomes
+ * `{ws-hub:}`, see `registryPrefix`), so every key below is in one slot.
+ * It has to be: a reservation checks an IP's, a user's and the total count
+ * in one atomic script, a reap removes a dead instance from all of them at
+ * once, and presence scripts check the lease and write the instance's and
+ * the topic's keys together (see presence-lua.ts). Spread over slots, a
+ * script could not touch them (CROSSSLOT), and splitting it into several
+ * would lose the atomicity the limits rest on. The cost is that every
+ * registry operation goes to one shard; none is on the per-message path:
+ * a handshake (reserve, add), a disconnect (release, remove), a presence
+ * subscribe or unsubscribe, a listing, and each instance's renewal and
+ * departure poll once per `leaseMs / 3`. On a single Redis the prefix is
+ * used as is, so existing keys stay where they are.
  *
  *   instances             ZSET  instanceId -> lease expiry (ms, Redis clock)
  *   ips                   HASH  ip -> slots held cluster-wide
@@ -33,6 +48,25 @@ export interface KeyLayout {
 }
 
 export type FixedKey = Exclude<keyof KeyLayout, 'prefix'>
+
+/**
+ * The registry's prefix on a single Redis (as given) or on a cluster
+ * (hash-tagged, see above). A cluster needs a non-empty prefix without
+ * braces: `{}` is no hash tag, and braces of the user's would move it.
+ */
+export function registryPrefix (prefix: string, cluster: boolean): string {
+  if (!cluster) return prefix
+  checkClusterPrefix(prefix, 'registry')
+  if (prefix === '') throw new OptionsError('fastify-ws-hub: option "registry.keyPrefix" must not be empty on a Redis Cluster: it is the hash tag that keeps the registry\'s keys in one slot')
+  return `{${prefix}}`
+}
+
+/** On a cluster the hub places the hash tags; a brace in the prefix would replace them. */
+export function checkClusterPrefix (prefix: string, option: 'registry' | 'history'): void {
+  if (prefix.includes('{') || prefix.includes('}')) {
+    throw new OptionsError(`fastify-ws-hub: option "${option}.keyPrefix" must not contain "{" or "}" on a Redis Cluster (got ${JSON.stringify(prefix)}): the hub places the hash tags`)
+  }
+}
 
 export function keyLayout (prefix: string): KeyLayout {
   return {
@@ -72,13 +106,24 @@ local function user_key(user) return P .. 'user:' .. user end
 
 /**
  * The history store's keys (see `history-lua.ts`). A topic's keys share the
- * hash tag `{<topic>}` (a topic has no braces), so a move to Redis Cluster
- * keeps each topic in one slot; the base epoch is the one key of the store.
+ * hash tag `{<topic>}` (a topic has no braces), so on a Redis Cluster each
+ * topic is in one slot, and topics spread over the shards.
  *
  *   history:epoch                 STR     the base of every epoch (see history-epoch.ts); no expiry
+ *   history:epoch:{<tag>}         STR     the same, on a cluster: one per slot, <tag> hashing to the topic's slot
  *   history:{<topic>}:head        HASH    n: last offset, e: epoch, s: when the head was created
  *   history:{<topic>}:log         STREAM  id `<offset>-0`; t: when appended (ms), f: the frame text
  *   history:{<topic>}:key:<key>   STR     "<offset> <epoch> <frame>" of the first publish with that idempotency key
+ *
+ * Every script reads the base epoch with a topic's keys, so on a cluster
+ * the base must be in the topic's slot (one key of every slot would be
+ * CROSSSLOT). It is kept per slot, not per topic: at most 16,384 keys
+ * however many topics come and go, none of them left behind per topic.
+ * And per slot is what it means: the base changes when the data it
+ * vouches for is lost, and on a cluster a shard restarted without
+ * persistence loses its own slots only. (Reading one shared base in a
+ * command of its own first would not do: a shard could lose a topic's
+ * publications while the base, on another shard, stays.)
  */
 export interface HistoryKeys {
   epoch: string
@@ -86,9 +131,37 @@ export interface HistoryKeys {
   log: string
 }
 
-export function historyKeys (prefix: string, topic: string): HistoryKeys {
+export function historyKeys (prefix: string, topic: string, cluster = false): HistoryKeys {
   const tag = `${prefix}history:{${topic}}:`
-  return { epoch: `${prefix}history:epoch`, head: `${tag}head`, log: `${tag}log` }
+  const head = `${tag}head`
+  const epoch = cluster ? `${prefix}history:epoch:{${slotTag(keySlot(head))}}` : `${prefix}history:epoch`
+  return { epoch, head, log: `${tag}log` }
+}
+
+let slotTags: string[] | null = null
+
+/**
+ * A short name whose own slot is `slot`: the shortest base-36 number that
+ * hashes there. The table is made once per process, in a few ms (about
+ * 170,000 CRC16s of 1 to 4 bytes), and is the same in every process.
+ */
+export function slotTag (slot: number): string {
+  if (slotTags === null) {
+    const tags = new Array<string>(SLOT_COUNT)
+    let missing = SLOT_COUNT
+    for (let n = 0; missing > 0; n++) {
+      const name = n.toString(36)
+      const s = keySlot(name)
+      if (tags[s] === undefined) {
+        tags[s] = name
+        missing--
+      }
+    }
+    slotTags = tags
+  }
+  const tag = slotTags[slot]
+  if (tag === undefined) throw new RangeError(`no Redis Cluster slot ${slot}`)
+  return tag
 }
 
 export function historyIdempotencyKey (prefix: string, topic: string, key: string): string {

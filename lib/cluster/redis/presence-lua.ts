@@ -9,6 +9,12 @@
  *   inst:<id>:presence        HASH  "<topic> <clientId>" -> user key (a topic has no space)
  *   departed                  LIST  JSON of members removed with their instance, for one live instance to announce
  *
+ * On a Redis Cluster a topic's members stay in the registry's slot, not
+ * the topic's: `presence_add` and `presence_remove` check the lease and
+ * write the instance's bookkeeping (`inst:<id>:presence`) with the topic's
+ * keys, and `drop_presence` removes an instance's members of every topic
+ * in the reap, so each script needs both in one slot.
+ *
  * HLEN of `members` and of `users` are the counts, each O(1). Every hash
  * and set empties itself with its last member, so no key outlives it.
  */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from './connect.js'
 import { script, type Script } from './scripts.js'
 
 /**
@@ -26,9 +26,10 @@ return presence_remove(id, A[2], A[3]) + 1
  * users, more, id1, json1, ... }: both counts (HLEN, O(1)) and the page
  * after the cursor in id order (a range of the order index, O(log n +
  * limit)), read atomically. One page per call, so a topic of any size never
- * blocks Redis for longer than a page.
+ * blocks Redis for longer than a page. Its one key is not read: it routes
+ * the script to the registry's slot on a Redis Cluster.
  */
-export const PRESENCE_LIST = script('presenceList', [], `
+export const PRESENCE_LIST = script('presenceList', ['order'], `
 local topic, limit, cursor = A[1], tonumber(A[2]), A[3]
 local out = { redis.call('HLEN', presence_key(topic, 'members')), redis.call('HLEN', presence_key(topic, 'users')), 0 }
 if limit <= 0 then return out end
@@ -70,10 +71,10 @@ return out
 
 const PRESENCE_SCRIPTS: readonly Script[] = [PRESENCE_ADD, PRESENCE_REMOVE, PRESENCE_LIST, PRESENCE_DEPARTED]
 
-const defined = new WeakSet<Redis>()
+const defined = new WeakSet<RedisConnection>()
 
 /** Defines the presence scripts on the session's connection, once (see `defineScripts`). */
-export function definePresenceScripts (client: Redis): void {
+export function definePresenceScripts (client: RedisConnection): void {
   if (defined.has(client)) return
   for (const { name, keys, lua } of PRESENCE_SCRIPTS) client.defineCommand(name, { numberOfKeys: keys.length, lua })
   defined.add(client)

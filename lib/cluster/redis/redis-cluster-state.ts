@@ -13,8 +13,10 @@ export { DEFAULT_KEY_PREFIX, DEFAULT_LEASE_MS, MIN_LEASE_MS } from './redis-sess
  * Cluster state in Redis, shared by every hub instance that uses the same
  * Redis and `keyPrefix`. The limiter, the directory and presence share one session:
  * one connection, one lease, one repair of this instance's state (see
- * `RedisSession`). A single Redis or Sentinel is supported; the key layout
- * (`keys.ts`) is where a move to Redis Cluster would start.
+ * `RedisSession`). A single Redis, a Sentinel group or a Redis Cluster;
+ * on a cluster every key is in one slot (why, in `keys.ts`), so all of it
+ * lives on one shard, and a failover of that shard is an outage of a few
+ * seconds after which each instance restores its own state.
  *
  * With `client`, the session works on a duplicate and never closes the
  * client itself.

@@ -1,13 +1,12 @@
-import { randomBytes, randomInt } from 'node:crypto'
+import { createHash, randomBytes, randomInt } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
 import type { AppendRequest, AppendResult, History, HistoryRetention, ReadResult, StreamPosition } from '../history.js'
 import { newBase } from '../history-epoch.js'
 import { ClusterStateError } from '../../errors.js'
 import { BACKEND_DEFAULTS } from '../../options/backend-options.js'
-import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
+import { checkSource, closeConnection, connectConnection, describeSource, openConnection, type RedisConnection, type RedisSource } from './connect.js'
 import { HISTORY_APPEND, HISTORY_POSITION, HISTORY_READ, HISTORY_SCRIPTS, type HistoryScript } from './history-lua.js'
-import { historyIdempotencyKey, historyKeys } from './keys.js'
+import { checkClusterPrefix, historyIdempotencyKey, historyKeys } from './keys.js'
 
 export interface RedisHistoryOptions extends RedisSource {
   keyPrefix?: string | undefined
@@ -24,8 +23,12 @@ export interface RedisHistoryOptions extends RedisSource {
  * everything else: the next script makes a new one, offsets restart at 1
  * under new epochs, and every position of before reads `ok: false`.
  *
- * One connection of its own, opened at first use (from `url`, or as a
- * duplicate of the user's `client`, which is never closed). While Redis is
+ * On a Redis Cluster each topic's keys are in the topic's slot, so topics
+ * spread over the shards; the base epoch is kept per slot (see `keys.ts`).
+ *
+ * One connection of its own, opened at first use (from `url`, as a
+ * duplicate of the user's `client`, which is never closed, or a Cluster
+ * client on `cluster`). While Redis is
  * unreachable every call rejects at once; nothing is queued or resent, so
  * an append whose reply was lost may have been stored: a retry with the
  * same idempotency key answers as the first.
@@ -33,8 +36,12 @@ export interface RedisHistoryOptions extends RedisSource {
 export class RedisHistory implements History {
   readonly #source: RedisSource
   readonly #prefix: string
+  /** On a Redis Cluster the base epoch is kept per slot (see `historyKeys`). */
+  readonly #cluster: boolean
+  /** '' on a single Redis; on a cluster, the name empty positions carry (see `empty_epoch` in history-lua.ts). */
+  readonly #store: string
   readonly #log: FastifyBaseLogger
-  #client: Redis | null = null
+  #client: RedisConnection | null = null
   #connecting: Promise<void> | null = null
   #lastError: unknown = undefined
   #closing: Promise<void> | null = null
@@ -42,16 +49,19 @@ export class RedisHistory implements History {
   constructor (options: RedisHistoryOptions, log: FastifyBaseLogger) {
     this.#source = checkSource(options, 'history')
     this.#prefix = options.keyPrefix ?? BACKEND_DEFAULTS.redisHistory.keyPrefix
+    this.#cluster = this.#source.cluster !== undefined
+    if (this.#cluster) checkClusterPrefix(this.#prefix, 'history')
+    this.#store = this.#cluster ? `cluster-${createHash('sha256').update(this.#prefix).digest('hex').slice(0, 16)}` : ''
     this.#log = log
   }
 
   async append (request: AppendRequest): Promise<AppendResult> {
     const { topic, retention, idempotencyKey } = request
-    const keys = historyKeys(this.#prefix, topic)
+    const keys = historyKeys(this.#prefix, topic, this.#cluster)
     const template = frameTemplate(request.frame)
     const seenKey = idempotencyKey === undefined ? keys.head : historyIdempotencyKey(this.#prefix, topic, idempotencyKey)
     const reply = await this.#run('append', topic, HISTORY_APPEND, [keys.epoch, keys.head, keys.log, seenKey], [
-      retention.size, retention.ttlMs, request.idempotencyWindowMs, idempotencyKey === undefined ? '0' : '1', newBase(),
+      retention.size, retention.ttlMs, request.idempotencyWindowMs, idempotencyKey === undefined ? '0' : '1', newBase(), this.#store,
       template.slots, ...template.pieces
     ])
     if (Array.isArray(reply) && reply[0] === 1 && typeof reply[1] === 'string') return parseSeen(reply[1], topic)
@@ -64,11 +74,11 @@ export class RedisHistory implements History {
   }
 
   async read (topic: string, since: StreamPosition, limit: number, retention: HistoryRetention): Promise<ReadResult> {
-    const keys = historyKeys(this.#prefix, topic)
+    const keys = historyKeys(this.#prefix, topic, this.#cluster)
     // A position no script could have made reads nothing; never sent to Redis as is.
     const offset = Number.isSafeInteger(since.offset) && since.offset >= 0 ? since.offset : -1
     const reply = await this.#run('read', topic, HISTORY_READ, [keys.epoch, keys.head, keys.log], [
-      offset, since.epoch, Math.max(0, Math.floor(limit)), retention.size, retention.ttlMs, newBase()
+      offset, since.epoch, Math.max(0, Math.floor(limit)), retention.size, retention.ttlMs, newBase(), this.#store
     ])
     if (!Array.isArray(reply) || typeof reply[1] !== 'number' || typeof reply[2] !== 'string') throw unexpected('read', topic, reply)
     const position = { offset: reply[1], epoch: reply[2] }
@@ -82,8 +92,8 @@ export class RedisHistory implements History {
   }
 
   async position (topic: string): Promise<StreamPosition> {
-    const keys = historyKeys(this.#prefix, topic)
-    const reply = await this.#run('position', topic, HISTORY_POSITION, [keys.epoch, keys.head], [newBase()])
+    const keys = historyKeys(this.#prefix, topic, this.#cluster)
+    const reply = await this.#run('position', topic, HISTORY_POSITION, [keys.epoch, keys.head], [newBase(), this.#store])
     if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'string') throw unexpected('position', topic, reply)
     return { offset: reply[0], epoch: reply[1] }
   }
@@ -115,7 +125,7 @@ export class RedisHistory implements History {
   }
 
   /** The connection, connected at first use; later reconnects are ioredis's. */
-  async #connection (): Promise<Redis> {
+  async #connection (): Promise<RedisConnection> {
     if (this.#closing !== null) throw new ClusterStateError('RedisHistory: used after close()')
     let client = this.#client
     // Given up on (a first connect that failed for good): start over.
@@ -132,7 +142,7 @@ export class RedisHistory implements History {
     }
     if (client.status === 'wait') {
       const started = client
-      this.#connecting ??= started.connect().then(() => undefined, (err: unknown) => { this.#lastError = err })
+      this.#connecting ??= connectConnection(started).then(() => undefined, (err: unknown) => { this.#lastError = err })
         .finally(() => { this.#connecting = null })
     }
     if (this.#connecting !== null) await this.#connecting

@@ -1,10 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
 import type { Eviction, EvictionHandler } from '../limiter.js'
 import type { RedisRegistryOptions } from '../../options/backend-options.js'
 import { ClusterStateError, OptionsError } from '../../errors.js'
-import { RECONNECT_MAX_MS, checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
-import { keyLayout, type KeyLayout } from './keys.js'
+import { RECONNECT_MAX_MS, checkSource, closeConnection, connectConnection, describeSource, isCluster, openConnection, type RedisConnection, type RedisSource } from './connect.js'
+import { keyLayout, registryPrefix, type KeyLayout } from './keys.js'
 import { clearLocalState, emptyLocalState, snapshot, type KnownLimits, type LocalState } from './local-state.js'
 import { describeDetail, parseEviction, toCode } from './replies.js'
 import { INSTANCES, LEASE_LOST, LEAVE, REFRESH, SYNC, defineScripts, runScript, type Script, type ScriptContext } from './scripts.js'
@@ -79,7 +78,7 @@ export class RedisSession {
   readonly log: FastifyBaseLogger
   readonly #source: RedisSource
   readonly #health: SessionHealth
-  #connecting: Promise<Redis> | null = null
+  #connecting: Promise<RedisConnection> | null = null
   #closing: Promise<void> | null = null
   #instanceId: string | null = null
   #left = false
@@ -98,7 +97,7 @@ export class RedisSession {
       throw new OptionsError(`fastify-ws-hub: option "registry.leaseMs" must be an integer of at least ${MIN_LEASE_MS} (got ${String(leaseMs)})`)
     }
     this.leaseMs = leaseMs
-    this.keys = keyLayout(options.keyPrefix ?? DEFAULT_KEY_PREFIX)
+    this.keys = keyLayout(registryPrefix(options.keyPrefix ?? DEFAULT_KEY_PREFIX, this.#source.cluster !== undefined))
     // The grace covers a reconnect after the stall and the renewal that follows it.
     this.context = { keys: this.keys, periodMs: Math.floor(leaseMs / 3), graceMs: leaseMs + RECONNECT_MAX_MS }
     this.log = log
@@ -186,7 +185,7 @@ export class RedisSession {
     this.#stopTimer()
     const connecting = this.#connecting
     if (connecting === null) return
-    let client: Redis
+    let client: RedisConnection
     try {
       client = await connecting
     } catch {
@@ -198,13 +197,13 @@ export class RedisSession {
   }
 
   /** The connection, opened on first use. A failed first connect is retried by the next call. */
-  connection (): Promise<Redis> {
+  connection (): Promise<RedisConnection> {
     if (this.#closing !== null) return Promise.reject(new ClusterStateError('Redis cluster state: used after close()'))
     this.#connecting ??= this.#open()
     return this.#connecting
   }
 
-  async #open (): Promise<Redis> {
+  async #open (): Promise<RedisConnection> {
     const client = openConnection(this.#source, `ws-hub:cluster-state:${this.#instanceId ?? 'unjoined'}`)
     defineScripts(client)
     client.on('error', (err: unknown) => { this.#health.noteError(err) })
@@ -215,8 +214,19 @@ export class RedisSession {
       // at the next tick: after a stall the lease may have little time left.
       this.#kick()
     })
+    if (isCluster(client)) {
+      // A node lost may be our shard's master failing over. Replication is
+      // asynchronous, so the promoted replica may lack the last writes
+      // Redis acknowledged: restore this instance's state there (at once,
+      // and each renewal period until it succeeds; a needless restore
+      // changes nothing). Meanwhile the renewals fail and report the outage.
+      client.on('-node', () => {
+        this.#dirty = true
+        this.#kick()
+      })
+    }
     try {
-      await client.connect()
+      await connectConnection(client)
       return client
     } catch (err) {
       this.#connecting = null
@@ -225,7 +235,7 @@ export class RedisSession {
     }
   }
 
-  async read<T> (op: string, detail: Record<string, unknown>, run: (client: Redis) => Promise<T>): Promise<T> {
+  async read<T> (op: string, detail: Record<string, unknown>, run: (client: RedisConnection) => Promise<T>): Promise<T> {
     const client = await this.connection()
     try {
       return await run(client)

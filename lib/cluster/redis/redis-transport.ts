@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import { TransportError } from '../../errors.js'
 import { DEFAULT_MAX_ENVELOPE_AGE_MS, decodeEnvelope, encodeEnvelope, untilStale, type Envelope, type Target } from '../envelope.js'
 import type { EnvelopeHandler, Transport, TransportContext, TransportState } from '../transport.js'
-import { checkSource, closeConnection, describeSource, openConnection, type RedisSource } from './connect.js'
+import { checkSource, closeConnection, describeSource, openConnection, type SingleRedisSource } from './connect.js'
 import { BACKEND_DEFAULTS } from '../../options/backend-options.js'
 
 /** Default for `channelPrefix`. */
@@ -63,7 +63,7 @@ export function channelLayout (prefix: string): ChannelLayout {
  * exactly those two; the user's client is never closed or reconfigured.
  */
 export class RedisTransport implements Transport {
-  readonly #source: RedisSource
+  readonly #source: SingleRedisSource
   readonly #log: FastifyBaseLogger
   readonly #prefix: string
   readonly #channels: ChannelLayout

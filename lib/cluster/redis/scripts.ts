@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from './connect.js'
 import { ClusterStateError } from '../../errors.js'
 import { LUA_KEY_FUNCTIONS, type FixedKey, type KeyLayout } from './keys.js'
 import { PRESENCE_LUA } from './presence-lua.js'
@@ -359,7 +359,7 @@ const SCRIPTS: readonly Script[] = [
  * and sends the source only when the server lacks it (first use, a restart,
  * SCRIPT FLUSH): NOSCRIPT means nothing ran, so that cannot run it twice.
  */
-export function defineScripts (client: Redis): void {
+export function defineScripts (client: RedisConnection): void {
   for (const { name, keys, lua } of SCRIPTS) client.defineCommand(name, { numberOfKeys: keys.length, lua })
 }
 
@@ -372,7 +372,7 @@ export interface ScriptContext {
   graceMs: number
 }
 
-export async function runScript (client: Redis, script: Script, context: ScriptContext, args: ReadonlyArray<string | number>): Promise<unknown> {
+export async function runScript (client: RedisConnection, script: Script, context: ScriptContext, args: ReadonlyArray<string | number>): Promise<unknown> {
   // Commands made by defineCommand exist only at run time, so ioredis' types do not list them.
   const command: unknown = Reflect.get(client, script.name)
   if (typeof command !== 'function') {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../../cluster/redis/connect.js'
 import { FailureLog } from '../../dispatch/failure-log.js'
 import { LeaseError } from '../../errors.js'
 import type { Lease } from './lease.js'
@@ -39,7 +39,7 @@ const COMMANDS = { acquire: 'wsHubLeaseAcquire', renew: 'wsHubLeaseRenew', relea
 
 export interface RedisLeaseOptions {
   /** A connection the lease uses and does not close (its owner does). */
-  client: Redis
+  client: RedisConnection
   key: string
   /** Who holds it: the hub instance id. */
   holder: string

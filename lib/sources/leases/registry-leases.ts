@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisConnection } from '../../cluster/redis/connect.js'
 import { loadBackend } from '../../cluster/backends.js'
 import type { RegistryConfig } from '../../options/backend-options.js'
 import type { LeaseFactory } from './lease.js'
@@ -19,7 +19,7 @@ export class RegistryLeases {
   readonly #registry: RegistryConfig
   readonly #instanceId: string
   readonly #log: FastifyBaseLogger
-  #client: Redis | null = null
+  #client: RedisConnection | null = null
   #modules: { RedisLease: typeof import('./redis-lease.js').RedisLease, openConnection: typeof import('../../cluster/redis/connect.js').openConnection } | null = null
 
   private constructor (registry: RegistryConfig, instanceId: string, log: FastifyBaseLogger) {

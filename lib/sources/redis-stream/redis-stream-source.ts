@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
-import { CLOSE_TIMEOUT_MS, closeConnection, openConnection, reconnectDelay, type RedisSource } from '../../cluster/redis/connect.js'
+import { CLOSE_TIMEOUT_MS, closeConnection, openConnection, reconnectDelay, type SingleRedisSource } from '../../cluster/redis/connect.js'
 import { FailureLog } from '../../dispatch/failure-log.js'
 import type { RedisStreamSourceConfig } from '../../options/source-options.js'
 import { RedisLease } from '../leases/redis-lease.js'
@@ -149,7 +149,7 @@ export class RedisStreamSource implements SourceConsumer {
   #open (): Opened {
     const config = this.#config
     const context = this.#context
-    const source: RedisSource = config.client !== undefined ? { client: config.client } : { url: config.url }
+    const source: SingleRedisSource = config.client !== undefined ? { client: config.client } : { url: config.url }
     const commands = openConnection(source, `ws-hub:source:${context.name}:${context.instanceId}`)
     defineGroupScripts(commands)
     const connection = openReader(source, `ws-hub:source:${context.name}:reader:${context.instanceId}`, config.blockMs)
