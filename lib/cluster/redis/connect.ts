@@ -169,8 +169,7 @@ export function openConnection (source: RedisSource, name: string): RedisConnect
 
 function openCluster (source: RedisClusterSource, name: string): Cluster {
   const user = source.options ?? {}
-  const nodes: ClusterNode[] = source.nodes.map((node) => typeof node === 'string' ? node : { host: node.host, port: node.port })
-  const cluster = new Cluster(nodes, {
+  const cluster = new Cluster(clusterNodes(source), {
     ...user,
     ...CLUSTER_SETTINGS,
     redisOptions: { ...user.redisOptions, ...CLUSTER_SETTINGS.redisOptions, connectionName: connectionName(name) }
@@ -186,6 +185,11 @@ function openCluster (source: RedisClusterSource, name: string): Cluster {
   // 'error', and is retried by the next command or refresh.
   cluster.on('refresh', () => { if (cluster.status === 'ready') connectMasters(cluster).catch(() => {}) })
   return cluster
+}
+
+/** A cluster source's startup nodes, as ioredis takes them. */
+export function clusterNodes (source: RedisClusterSource): ClusterNode[] {
+  return source.nodes.map((node) => typeof node === 'string' ? node : { host: node.host, port: node.port })
 }
 
 async function connectMasters (cluster: Cluster): Promise<void> {
@@ -347,7 +351,7 @@ export function describeSource (source: RedisSource): string {
 
 // CLIENT SETNAME refuses spaces and control characters; the name is only for
 // operators reading CLIENT LIST.
-function connectionName (name: string): string {
+export function connectionName (name: string): string {
   return name.replace(/[^\x21-\x7e]/g, '_').slice(0, 200)
 }
 

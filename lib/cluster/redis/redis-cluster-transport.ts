@@ -3,9 +3,9 @@ import type { Cluster, Redis } from 'ioredis'
 import { OptionsError, TransportError } from '../../errors.js'
 import { DEFAULT_MAX_ENVELOPE_AGE_MS, encodeEnvelope, untilStale, type Envelope } from '../envelope.js'
 import type { EnvelopeHandler, Transport, TransportContext, TransportState } from '../transport.js'
-import { RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './connect.js'
 import { DEFAULT_CHANNEL_PREFIX, describeEnvelope, isRefusal, receiveEnvelope, routeEnvelope } from './redis-transport.js'
-import { closeCluster, describeCluster, openCluster, type RedisClusterSource } from './cluster/connect-cluster.js'
+import { openCluster } from './cluster/connect-cluster.js'
+import { closeConnection, describeSource, RECONNECT_BASE_MS, RECONNECT_MAX_MS, type RedisClusterSource } from './connect.js'
 import { crc16, keySlot } from './cluster/slot.js'
 
 /**
@@ -157,7 +157,7 @@ export class RedisClusterTransport implements Transport {
       await Promise.all(this.#own.map(async (channel) => this.#subscribeChannel(cluster, channel)))
     } catch (err) {
       await this.close()
-      throw new TransportError(`RedisClusterTransport: could not subscribe to this instance's ${this.#own.length} channels on ${describeCluster(this.#source)}`, { cause: err })
+      throw new TransportError(`RedisClusterTransport: could not subscribe to this instance's ${this.#own.length} channels on ${describeSource({ cluster: this.#source })}`, { cause: err })
     }
     this.#started = true
     this.#report()
@@ -250,7 +250,7 @@ export class RedisClusterTransport implements Transport {
 
   async #shutdown (): Promise<void> {
     if (this.#retry !== null) clearTimeout(this.#retry)
-    if (this.#cluster !== null) await closeCluster(this.#cluster)
+    if (this.#cluster !== null) await closeConnection(this.#cluster)
   }
 
   #wanted (): string[] {

@@ -1,25 +1,12 @@
-import { Cluster, type ClusterNode, type ClusterOptions } from 'ioredis'
-import { CLOSE_TIMEOUT_MS, COMMAND_TIMEOUT_MS } from '../connect.js'
-
-/** Where a Redis Cluster backend connects: startup nodes, and ioredis options passed through. */
-export interface RedisClusterSource {
-  /** Any reachable subset of the cluster, as `host:port` or `{ host, port }`. */
-  nodes: ReadonlyArray<string | { host: string, port: number }>
-  options?: ClusterOptions | undefined
-}
+import { Cluster, type ClusterOptions } from 'ioredis'
+import { clusterNodes, COMMAND_TIMEOUT_MS, connectionName, SLOTS_REFRESH_INTERVAL_MS, type RedisClusterSource } from '../connect.js'
 
 /**
- * How often the slot map is read again even when nothing failed. ioredis
- * leaves this off; without it a slot moved by resharding (Redis only
- * unsubscribes the moved channels, which ioredis does not act on) would
- * stay unnoticed until a command is redirected.
- */
-export const SLOTS_REFRESH_INTERVAL_MS = 2_000
-
-/**
- * The settings every cluster connection of a backend runs with; they win over
- * the user's `options` (merged field by field, `redisOptions` too), for the
- * same reasons as the single-Redis SETTINGS in ../connect.ts.
+ * The transport's cluster client. It differs from the one `openConnection`
+ * gives the registry and history (../connect.ts) in what pub/sub needs:
+ * sharded subscribers, an offline queue for masters not used yet, and no
+ * delayed retry that would reorder an origin's envelopes. These settings win
+ * over the user's `options` (merged field by field, `redisOptions` too).
  */
 const SETTINGS: ClusterOptions = {
   // SSUBSCRIBE/SPUBLISH: one subscriber connection per master, each channel
@@ -55,41 +42,12 @@ const SETTINGS: ClusterOptions = {
   }
 }
 
-/** A new Cluster client the caller owns and must close (`closeCluster`). */
+/** A new Cluster client the caller owns and must close (`closeConnection`). */
 export function openCluster (source: RedisClusterSource, name: string): Cluster {
   const user = source.options ?? {}
-  const nodes: ClusterNode[] = source.nodes.map((node) => typeof node === 'string' ? node : { host: node.host, port: node.port })
-  return new Cluster(nodes, {
+  return new Cluster(clusterNodes(source), {
     ...user,
     ...SETTINGS,
-    redisOptions: { ...user.redisOptions, ...SETTINGS.redisOptions, connectionName: name.replace(/[^\x21-\x7e]/g, '_').slice(0, 200) }
+    redisOptions: { ...user.redisOptions, ...SETTINGS.redisOptions, connectionName: connectionName(name) }
   })
-}
-
-/** Where a cluster source points, for error messages; never includes a password. */
-export function describeCluster (source: RedisClusterSource): string {
-  const nodes = source.nodes.map((node) => typeof node === 'string' ? node : `${node.host}:${node.port}`)
-  return `the Redis Cluster at ${nodes.join(', ')}`
-}
-
-/**
- * Closes a Cluster client politely (QUIT on every node) within
- * CLOSE_TIMEOUT_MS, then drops whatever is left. Never rejects.
- */
-export async function closeCluster (cluster: Cluster): Promise<void> {
-  if (cluster.status === 'end') return
-  const ended = new Promise<void>((resolve) => cluster.once('end', () => resolve()))
-  if (cluster.status === 'ready') await withTimeout(cluster.quit().then(() => undefined, () => undefined), CLOSE_TIMEOUT_MS)
-  cluster.disconnect()
-  await withTimeout(ended, CLOSE_TIMEOUT_MS)
-}
-
-async function withTimeout (promise: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })
-  try {
-    await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
 }
