@@ -17,16 +17,6 @@ const app = Fastify({ logger: { level: process.env.HUB_LOG_LEVEL ?? 'warn' } })
 await app.register(wsHub, { heartbeatIntervalMs: 0, handshakeRateLimit: false, rest: { auth: false }, ...options })
 await app.listen({ port: 0, host: '127.0.0.1' })
 process.stdout.write(`READY ${app.server.address().port} ${app.wsHub.instanceId}\n`)
-// A test killed outright (a tap timeout) never runs the teardown that would
-// stop this process: exit once the parent is gone rather than linger.
-const parent = process.ppid
-setInterval(() => {
-  try {
-    process.kill(parent, 0)
-  } catch {
-    process.exit(1)
-  }
-}, 1000).unref()
 process.once('SIGTERM', () => {
   app.close().then(() => process.exit(0), () => process.exit(1))
 })
